@@ -1,0 +1,178 @@
+"""Hits -> Answer: the sentence (or two adjacent sentences) that best answers, verbatim, or no answer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hkai_qa.citations import cite
+from hkai_qa.index import Index
+from hkai_qa.retrieval import Retriever, lexical_tokens
+from hkai_qa.types import Answer, Citation, Hit
+
+# Weights of the sentence ranking: similarity to the question, share of the question's weighted
+# terms the sentence (with its section title) contains, and the rank of the chunk it came from.
+_COVERAGE_WEIGHT = 0.35
+_RANK_WEIGHT = 0.1
+# A neighbour joins the answer when it adds this much of the question's weight and is nearly as close.
+_PAIR_GAIN = 0.2
+_PAIR_SIMILARITY_GAP = 0.12
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    sentence: int
+    similarity: float
+    coverage: float
+    chunk_rank: int
+    chunk_similarity: float
+    score: float
+
+
+def extract_answer(
+    question: str,
+    vector: np.ndarray,
+    hits: Sequence[Hit],
+    retriever: Retriever,
+    top_k: int,
+    min_confidence: float | None = None,
+) -> Answer:
+    """Pick the best-supported span from the hits, or abstain when confidence is too low."""
+    index = retriever.index
+    weights = _question_weights(question, retriever)
+    candidates = _candidates(vector, hits, retriever, weights)
+    calibration = index.manifest["calibration"]
+    threshold = calibration["threshold"] if min_confidence is None else min_confidence
+    if not candidates:
+        return Answer(question=question, text=None, confidence=0.0, citations=(), related=_related(hits, index))
+    best = candidates[0]
+    start, end, coverage = _extend(best, candidates, retriever, weights)
+    confidence = _confidence(calibration, best.similarity, coverage, best.chunk_similarity)
+    if confidence < threshold:
+        return Answer(question=question, text=None, confidence=confidence, citations=(), related=_related(hits, index))
+    sentence = index.sentences[best.sentence]
+    first = cite(index, sentence.document_id, sentence.section, start, end, best.similarity)
+    answer_span = (sentence.document_id, sentence.section, start, end)
+    citations = [first, *_supporting(candidates[1:], index, top_k - 1, answer_span)]
+    return Answer(question=question, text=first.quote, confidence=confidence, citations=tuple(citations))
+
+
+def answer_features(
+    question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
+) -> tuple[float, float, float] | None:
+    """The features the confidence model sees for the best candidate (for calibration)."""
+    weights = _question_weights(question, retriever)
+    candidates = _candidates(vector, hits, retriever, weights)
+    if not candidates:
+        return None
+    _, _, coverage = _extend(candidates[0], candidates, retriever, weights)
+    return candidates[0].similarity, coverage, candidates[0].chunk_similarity
+
+
+def _question_weights(question: str, retriever: Retriever) -> dict[str, float]:
+    return {token: retriever.idf(token) for token in set(lexical_tokens(question))}
+
+
+def _coverage(weights: dict[str, float], tokens: set[str]) -> float:
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t in tokens) / total if total else 0.0
+
+
+def _candidates(
+    vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever, weights: dict[str, float]
+) -> list[_Candidate]:
+    index = retriever.index
+    seen: dict[int, Hit] = {}
+    for hit in hits:
+        for number in range(hit.chunk.first_sentence, hit.chunk.last_sentence + 1):
+            if index.sentences[number].citable and number not in seen:
+                seen[number] = hit
+    if not seen:
+        return []
+    numbers = list(seen)
+    similarities = index.sentence_vectors[numbers] @ vector
+    candidates = []
+    for number, similarity in zip(numbers, similarities.tolist(), strict=True):
+        hit = seen[number]
+        coverage = _coverage(weights, retriever.sentence_tokens[number])
+        score = similarity + _COVERAGE_WEIGHT * coverage + _RANK_WEIGHT / (1 + hit.rank)
+        candidates.append(_Candidate(number, similarity, coverage, hit.rank, hit.similarity, score))
+    return sorted(candidates, key=lambda c: -c.score)
+
+
+def _extend(
+    best: _Candidate, candidates: list[_Candidate], retriever: Retriever, weights: dict[str, float]
+) -> tuple[int, int, float]:
+    """Join the previous or next sentence when it completes the answer; returns (start, end, coverage)."""
+    index = retriever.index
+    sentence = index.sentences[best.sentence]
+    start, end, coverage = sentence.start, sentence.end, best.coverage
+    by_number = {c.sentence: c for c in candidates}
+    options = []
+    for neighbour in (best.sentence - 1, best.sentence + 1):
+        other = by_number.get(neighbour)
+        if other is None or index.sentences[neighbour].section != sentence.section:
+            continue
+        if other.similarity < best.similarity - _PAIR_SIMILARITY_GAP:
+            continue
+        joined = _coverage(weights, retriever.sentence_tokens[best.sentence] | retriever.sentence_tokens[neighbour])
+        if joined - coverage >= _PAIR_GAIN:
+            span = (min(start, index.sentences[neighbour].start), max(end, index.sentences[neighbour].end))
+            options.append((joined, *span))
+    if options:
+        coverage, start, end = max(options)
+    return start, end, coverage
+
+
+def _confidence(calibration: dict[str, Any], similarity: float, coverage: float, chunk_similarity: float) -> float:
+    features = {"sentence_similarity": similarity, "coverage": coverage, "chunk_similarity": chunk_similarity}
+    z = calibration["bias"] + sum(
+        w * features[name] for name, w in zip(calibration["features"], calibration["weights"], strict=True)
+    )
+    return round(1.0 / (1.0 + math.exp(-z)), 4)
+
+
+def _supporting(
+    candidates: Sequence[_Candidate], index: Index, limit: int, answer: tuple[str, int, int, int]
+) -> list[Citation]:
+    """Up to `limit` further spans, each from a different section where the candidates allow."""
+    document_id, section, start, end = answer
+    chosen: list[_Candidate] = []
+    sections = {(document_id, section)}
+    for pass_ in (0, 1):
+        for candidate in candidates:
+            if len(chosen) >= limit:
+                break
+            sentence = index.sentences[candidate.sentence]
+            overlaps = sentence.document_id == document_id and sentence.start < end and sentence.end > start
+            key = (sentence.document_id, sentence.section)
+            if overlaps or candidate in chosen or (pass_ == 0 and key in sections):
+                continue
+            chosen.append(candidate)
+            sections.add(key)
+    return [
+        cite(index, s.document_id, s.section, s.start, s.end, c.similarity)
+        for c in chosen
+        for s in (index.sentences[c.sentence],)
+    ]
+
+
+def _related(hits: Sequence[Hit], index: Index, limit: int = 3) -> tuple[Citation, ...]:
+    """The closest sections when abstaining, so a reader can look for themselves."""
+    related: list[Citation] = []
+    seen: set[tuple[str, int]] = set()
+    for hit in hits:
+        key = (hit.chunk.document_id, hit.chunk.section)
+        if key in seen:
+            continue
+        seen.add(key)
+        related.append(
+            cite(index, hit.chunk.document_id, hit.chunk.section, hit.chunk.start, hit.chunk.end, hit.similarity)
+        )
+        if len(related) >= limit:
+            break
+    return tuple(related)

@@ -1,0 +1,198 @@
+"""create_app(settings) -> FastAPI: /ask, /search, /documents, /health, and the chat page from web/."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import swagger_ui_bundle
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hkai_qa.config import Settings
+from hkai_qa.errors import HkaiError
+from hkai_qa.schemas import (
+    AskRequest,
+    AskResponse,
+    CitationOut,
+    DocumentList,
+    DocumentOut,
+    DocumentSummary,
+    ErrorResponse,
+    Health,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    SectionOut,
+)
+from hkai_qa.service import QAService
+from hkai_qa.types import Citation, Document
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed JSON."},
+    422: {"model": ErrorResponse, "description": "A field is missing or out of range."},
+}
+log = logging.getLogger("hkai_qa.api")
+
+
+def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
+    """Build the app; loads the model and the index now unless a loaded `service` is given."""
+    qa = service or QAService(settings)
+    app = FastAPI(
+        title="hkai-qa",
+        summary="Answers about Hong Kong's AI ecosystem, lifted verbatim from cited documents.",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = qa
+
+    def get_service(request: Request) -> QAService:
+        service: QAService = request.app.state.service
+        return service
+
+    ServiceDep = Annotated[QAService, Depends(get_service)]
+
+    @app.post("/ask", response_model=AskResponse, responses=_ERRORS, tags=["questions"])
+    def ask(body: AskRequest, qa: ServiceDep) -> AskResponse:
+        """Answer a question with a verbatim span and its citations, or `answer: null`."""
+        answer, took = qa.ask(body.question, body.top_k)
+        return AskResponse(
+            question=answer.question,
+            answer=answer.text,
+            confidence=answer.confidence,
+            citations=[_citation(c) for c in answer.citations],
+            related=[_citation(c) for c in answer.related],
+            index_version=qa.index.version,
+            took_ms=round(took, 2),
+        )
+
+    @app.post("/search", response_model=SearchResponse, responses=_ERRORS, tags=["questions"])
+    def search(body: SearchRequest, qa: ServiceDep) -> SearchResponse:
+        """Ranked passages for a query (hybrid dense + keyword search)."""
+        passages, took = qa.search(body.query, body.top_k)
+        hits = [
+            SearchHit(
+                document_id=p.hit.chunk.document_id,
+                document_title=p.document_title,
+                section=p.section,
+                text=p.text,
+                start=p.hit.chunk.start,
+                end=p.hit.chunk.end,
+                score=round(p.hit.score, 4),
+            )
+            for p in passages
+        ]
+        return SearchResponse(
+            query=body.query.strip(), hits=hits, index_version=qa.index.version, took_ms=round(took, 2)
+        )
+
+    @app.get("/documents", response_model=DocumentList, tags=["documents"])
+    def documents(qa: ServiceDep) -> DocumentList:
+        """Every document the bot knows, with its sections."""
+        return DocumentList(
+            documents=[_summary(d) for d in qa.index.documents.values()],
+            index_version=qa.index.version,
+            built_at=qa.index.manifest["built_at"],
+        )
+
+    @app.get(
+        "/documents/{document_id:path}",
+        response_model=DocumentOut,
+        responses={404: {"model": ErrorResponse, "description": "No such document."}},
+        tags=["documents"],
+    )
+    def document(document_id: str, qa: ServiceDep) -> DocumentOut:
+        """One document's full text and sections; ids may contain `/` (e.g. `notes/finance`)."""
+        found = qa.document(document_id)
+        return DocumentOut(**_summary(found).model_dump(), text=found.text)
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    def health(qa: ServiceDep) -> Health:
+        """Answers once the model and index are loaded."""
+        manifest = qa.index.manifest
+        return Health(
+            status="ok",
+            index_version=qa.index.version,
+            built_at=manifest["built_at"],
+            model=manifest["model"]["name"],
+            **manifest["counts"],
+        )
+
+    _add_pages(app)
+    _add_error_handlers(app)
+    return app
+
+
+def _citation(citation: Citation) -> CitationOut:
+    return CitationOut(**{name: getattr(citation, name) for name in CitationOut.model_fields})
+
+
+def _summary(document: Document) -> DocumentSummary:
+    sections = [SectionOut(title=s.title, start=s.start, end=s.end, anchor=s.anchor) for s in document.sections]
+    return DocumentSummary(id=document.id, title=document.title, sections=sections)
+
+
+def _add_pages(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse((WEB_DIR / "docs.html").read_text(encoding="utf-8"))
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}})
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HkaiError)
+    async def domain_error(_: Request, exc: HkaiError) -> JSONResponse:
+        return _error(exc.status, exc.type, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(400, "invalid_json", "the request body is not valid JSON")
+        return _error(422, "invalid_request", "; ".join(_describe(e) for e in errors) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, kind, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", "something went wrong on our side; the error was logged")
+
+
+def _describe(error: Any) -> str:
+    field = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+    if error.get("type") == "missing":
+        return f"{field} is required"
+    return f"{field}: {error.get('msg', 'invalid value')}"

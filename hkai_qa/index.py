@@ -1,0 +1,295 @@
+"""Build, save and load the index: FAISS vectors + JSON metadata + a checksummed manifest.
+
+Each build writes a fresh version folder and publishes it by atomically replacing the `CURRENT`
+pointer, so a reader never sees a half-written index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from hkai_qa.chunking import chunk_sentences, split_sentences
+from hkai_qa.documents import load_corpus
+from hkai_qa.embedding import Embedder
+from hkai_qa.errors import IndexInvalid, IndexNotFound
+from hkai_qa.types import Chunk, Document, Section, Sentence
+
+FORMAT_VERSION = 1
+KEEP_VERSIONS = 3
+POINTER = "CURRENT"
+VERSIONS = "versions"
+_FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "sentences.npy")
+
+# Abstention calibration: logistic weights over answer features, fitted on the tuning split of
+# tests/eval/questions.jsonl (see hkai_qa/evaluation.py); copied into every manifest.
+DEFAULT_CALIBRATION: dict[str, Any] = {
+    "features": ["sentence_similarity", "coverage", "chunk_similarity"],
+    "weights": [9.0, 4.0, 3.0],
+    "bias": -8.0,
+    "threshold": 0.5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSummary:
+    """What a build did, for the CLI and the log."""
+
+    version: str
+    documents: int
+    sections: int
+    chunks: int
+    sentences: int
+    seconds: float
+
+
+@dataclass(slots=True)
+class Index:
+    """A loaded, validated index version."""
+
+    path: Path
+    manifest: dict[str, Any]
+    documents: dict[str, Document]
+    sentences: list[Sentence]
+    chunks: list[Chunk]
+    chunk_vectors: faiss.Index
+    sentence_vectors: np.ndarray
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    def chunk_text(self, chunk: Chunk) -> str:
+        return self.documents[chunk.document_id].text[chunk.start : chunk.end]
+
+    def sentence_text(self, sentence: Sentence) -> str:
+        return self.documents[sentence.document_id].text[sentence.start : sentence.end]
+
+    def section_of(self, chunk: Chunk | Sentence) -> Section:
+        return self.documents[chunk.document_id].sections[chunk.section]
+
+
+def embedding_text(document: Document, section: Section, text: str) -> str:
+    """What the model sees for a chunk: titles count as evidence for the text under them."""
+    heading = " > ".join(p for p in (document.title, *section.path) if p)
+    return f"{heading}. {text}"
+
+
+def build_index(
+    corpus_dir: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    chunk_tokens: int = 200,
+    report: Callable[[str], None] = lambda _: None,
+) -> BuildSummary:
+    """Read the corpus, embed chunks and sentences, write a new version and make it current."""
+    started = time.perf_counter()
+    documents = load_corpus(corpus_dir)
+    report(f"read {len(documents)} documents from {corpus_dir}")
+    sentences: list[Sentence] = []
+    chunks: list[Chunk] = []
+    chunk_texts: list[str] = []
+    for document in documents:
+        local = split_sentences(document)
+        heading_budget = max(embedder.count_tokens([embedding_text(document, s, "")])[0] for s in document.sections)
+        for chunk in chunk_sentences(
+            local, document, embedder.count_tokens, max(chunk_tokens - heading_budget, 32), len(chunks)
+        ):
+            chunk = Chunk(
+                id=chunk.id,
+                document_id=chunk.document_id,
+                section=chunk.section,
+                start=chunk.start,
+                end=chunk.end,
+                first_sentence=chunk.first_sentence + len(sentences),
+                last_sentence=chunk.last_sentence + len(sentences),
+            )
+            chunks.append(chunk)
+            section = document.sections[chunk.section]
+            chunk_texts.append(embedding_text(document, section, document.text[chunk.start : chunk.end]))
+        sentences.extend(local)
+    by_id = {d.id: d for d in documents}
+    report(f"embedding {len(chunks)} chunks and {len(sentences)} sentences")
+    chunk_vectors = embedder.encode(chunk_texts)
+    sentence_vectors = embedder.encode([by_id[s.document_id].text[s.start : s.end] for s in sentences])
+
+    built_at = datetime.now(UTC)
+    digest = hashlib.sha256("".join(d.sha256 for d in documents).encode()).hexdigest()[:8]
+    version = f"{built_at:%Y%m%dT%H%M%S%f}Z-{digest}"
+    versions = index_dir / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    staging = versions / f".staging-{version}"
+    staging.mkdir()
+    try:
+        _write_json(staging / "documents.json", [_document_json(d) for d in documents])
+        _write_json(
+            staging / "sentences.json", [[s.document_id, s.section, s.start, s.end, s.citable] for s in sentences]
+        )
+        _write_json(
+            staging / "chunks.json",
+            [[c.document_id, c.section, c.start, c.end, c.first_sentence, c.last_sentence] for c in chunks],
+        )
+        flat = faiss.IndexFlatIP(chunk_vectors.shape[1])
+        flat.add(chunk_vectors)
+        faiss.write_index(flat, str(staging / "chunks.faiss"))
+        np.save(staging / "sentences.npy", sentence_vectors, allow_pickle=False)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "built_at": built_at.isoformat(),
+            "model": {"name": embedder.name, "dimension": int(chunk_vectors.shape[1])},
+            "chunk_tokens": chunk_tokens,
+            "counts": {
+                "documents": len(documents),
+                "sections": sum(len(d.sections) for d in documents),
+                "chunks": len(chunks),
+                "sentences": len(sentences),
+            },
+            "documents": {d.id: d.sha256 for d in documents},
+            "calibration": DEFAULT_CALIBRATION,
+            "files": {name: _sha256(staging / name) for name in _FILES},
+        }
+        _write_json(staging / "manifest.json", manifest)  # written last: its presence marks a whole version
+        _fsync_dir(staging)
+        final = versions / version
+        staging.rename(final)
+        _publish(index_dir, version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _prune(index_dir, keep=KEEP_VERSIONS)
+    counts = manifest["counts"]
+    return BuildSummary(version=version, seconds=time.perf_counter() - started, **counts)
+
+
+def current_version(index_dir: Path) -> str:
+    """The version the pointer names; IndexNotFound when nothing has been built."""
+    pointer = index_dir / POINTER
+    if not pointer.is_file():
+        raise IndexNotFound(f"no index in {index_dir}: run `hkai-qa build` first")
+    return pointer.read_text(encoding="utf-8").strip()
+
+
+def load_index(index_dir: Path, model: str) -> Index:
+    """Load and validate the current version against its manifest and the configured model."""
+    version = current_version(index_dir)
+    path = index_dir / VERSIONS / version
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexInvalid(f"index version {version} in {index_dir} has no readable manifest") from exc
+    _validate(path, manifest, model)
+    docs = [_document_from_json(d) for d in _read_json(path / "documents.json")]
+    documents = {d.id: d for d in docs}
+    sentences = [Sentence(d, s, a, b, bool(c)) for d, s, a, b, c in _read_json(path / "sentences.json")]
+    chunks = [Chunk(i, d, s, a, b, f, l) for i, (d, s, a, b, f, l) in enumerate(_read_json(path / "chunks.json"))]
+    chunk_vectors = faiss.read_index(str(path / "chunks.faiss"))
+    sentence_vectors = np.load(path / "sentences.npy", allow_pickle=False)
+    dimension = manifest["model"]["dimension"]
+    if chunk_vectors.ntotal != len(chunks) or sentence_vectors.shape[0] != len(sentences):
+        raise IndexInvalid(f"index version {version}: vector counts do not match the chunk and sentence counts")
+    if chunk_vectors.d != dimension or sentence_vectors.shape[1] != dimension:
+        raise IndexInvalid(f"index version {version}: vector dimension does not match the manifest ({dimension})")
+    return Index(path, manifest, documents, sentences, chunks, chunk_vectors, sentence_vectors)
+
+
+def _validate(path: Path, manifest: dict[str, Any], model: str) -> None:
+    version = path.name
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexInvalid(
+            f"index version {version} has format {manifest.get('format_version')}, this program reads "
+            f"format {FORMAT_VERSION}: rebuild with `hkai-qa build`"
+        )
+    built_with = str(manifest.get("model", {}).get("name", ""))
+    if built_with.lower() != model.lower():
+        raise IndexInvalid(
+            f"index version {version} was built with model {built_with!r} but the configured model is "
+            f"{model!r}: rebuild, or set HKAI_QA_MODEL={built_with}"
+        )
+    for name, expected in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file() or _sha256(file) != expected:
+            raise IndexInvalid(f"index version {version}: {name} is missing or does not match its checksum")
+    if set(manifest.get("files", {})) != set(_FILES):
+        raise IndexInvalid(f"index version {version}: the manifest does not list the expected files")
+
+
+def _document_json(document: Document) -> dict[str, Any]:
+    data = asdict(document)
+    data["sections"] = [asdict(s) for s in document.sections]
+    return data
+
+
+def _document_from_json(data: dict[str, Any]) -> Document:
+    sections = tuple(Section(s["title"], tuple(s["path"]), s["start"], s["end"], s["anchor"]) for s in data["sections"])
+    return Document(data["id"], data["title"], data["source"], data["text"], data["sha256"], sections)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    for file in path.iterdir():
+        with file.open("rb") as handle:
+            os.fsync(handle.fileno())
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _publish(index_dir: Path, version: str) -> None:
+    """Point CURRENT at `version`: write a temporary file, fsync it, rename it over the old one."""
+    temporary = index_dir / f".{POINTER}.{os.getpid()}.tmp"
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(version + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, index_dir / POINTER)
+    _fsync_dir_only(index_dir)
+
+
+def _fsync_dir_only(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _prune(index_dir: Path, keep: int) -> None:
+    """Remove all but the newest `keep` versions (never the current one) and stale staging folders."""
+    versions = index_dir / VERSIONS
+    current = current_version(index_dir)
+    names = sorted((p.name for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    for name in names[keep:]:
+        if name != current:
+            shutil.rmtree(versions / name, ignore_errors=True)

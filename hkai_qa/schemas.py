@@ -1,0 +1,106 @@
+"""HTTP request and response bodies; every field is described for the OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hkai_qa.service import MAX_TOP_K
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(
+        ..., description="The question, 1 to 1,000 characters.", examples=["What are smart lampposts equipped with?"]
+    )
+    top_k: int = Field(3, ge=1, le=MAX_TOP_K, description="How many citations to return at most (1-20).")
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., description="Words or a question to search for, 1 to 1,000 characters.", examples=["ASTRI"])
+    top_k: int = Field(10, ge=1, le=MAX_TOP_K, description="How many passages to return (1-20).")
+
+
+class CitationOut(BaseModel):
+    document_id: str = Field(description="Id of the document: its path in the corpus without the extension.")
+    document_title: str = Field(description="Title of the document.")
+    section: str = Field(description="Title of the section the quote comes from.")
+    quote: str = Field(description="The cited text, exactly `text[start:end]` of the document.")
+    start: int = Field(description="Start offset of the quote in the document text (Unicode code points).")
+    end: int = Field(description="End offset (exclusive) of the quote in the document text.")
+    score: float = Field(description="Similarity of the quote to the question, 0 to 1.")
+    url: str = Field(description="Link that opens the document in the chat page at this section, span marked.")
+
+
+class AskResponse(BaseModel):
+    question: str = Field(description="The question as answered (surrounding whitespace removed).")
+    answer: str | None = Field(description="A verbatim span of the corpus, or null when the documents do not say.")
+    confidence: float = Field(ge=0, le=1, description="How likely the answer is supported by the documents, 0 to 1.")
+    citations: list[CitationOut] = Field(description="Supporting spans; the first is the one the answer came from.")
+    related: list[CitationOut] = Field(
+        description="When there is no answer: the closest sections, for a reader to check."
+    )
+    index_version: str = Field(description="Version of the index that answered.")
+    took_ms: float = Field(description="Time spent answering, in milliseconds.")
+
+
+class SearchHit(BaseModel):
+    document_id: str = Field(description="Id of the document.")
+    document_title: str = Field(description="Title of the document.")
+    section: str = Field(description="Title of the section holding the passage.")
+    text: str = Field(description="The passage, exactly `text[start:end]` of the document.")
+    start: int = Field(description="Start offset of the passage in the document text.")
+    end: int = Field(description="End offset (exclusive) of the passage in the document text.")
+    score: float = Field(description="Relevance from fused dense and keyword ranking, 0 to 1.")
+
+
+class SearchResponse(BaseModel):
+    query: str = Field(description="The query as searched.")
+    hits: list[SearchHit] = Field(description="Passages, most relevant first.")
+    index_version: str = Field(description="Version of the index searched.")
+    took_ms: float = Field(description="Time spent searching, in milliseconds.")
+
+
+class SectionOut(BaseModel):
+    title: str = Field(description="Section title (Introduction / Conclusion for untitled text).")
+    start: int = Field(description="Start offset of the section body in the document text.")
+    end: int = Field(description="End offset (exclusive) of the section body.")
+    anchor: str = Field(description="Anchor of the section in the chat page's document view.")
+
+
+class DocumentSummary(BaseModel):
+    id: str = Field(description="Document id.")
+    title: str = Field(description="Document title.")
+    sections: list[SectionOut] = Field(description="Sections in order.")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentSummary] = Field(description="Every indexed document.")
+    index_version: str = Field(description="Version of the index.")
+    built_at: str = Field(description="When the index was built (ISO 8601, UTC).")
+
+
+class DocumentOut(DocumentSummary):
+    text: str = Field(description="The full text that offsets refer to.")
+
+
+class Health(BaseModel):
+    status: str = Field(description="`ok` once the model and index are loaded.")
+    index_version: str = Field(description="Version of the loaded index.")
+    built_at: str = Field(description="When the index was built.")
+    model: str = Field(description="Embedding model name.")
+    documents: int = Field(description="Number of documents.")
+    sections: int = Field(description="Number of sections.")
+    chunks: int = Field(description="Number of chunks.")
+    sentences: int = Field(description="Number of sentences.")
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="Machine-readable error kind.")
+    message: str = Field(description="What went wrong, for a person.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
