@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,14 @@ from hkai_qa.types import Answer, Citation, Hit
 # terms the sentence (with its section title) contains, and the rank of the chunk it came from.
 _COVERAGE_WEIGHT = 0.35
 _RANK_WEIGHT = 0.1
+# "When ...?" wants a date and "How many ...?" a number: sentences that have one rank a little higher.
+_TYPE_WEIGHT = 0.05
+_EXPECTS = (
+    (re.compile(r"^\W*(when|what (year|date|month|day))\b|\b(since|until) when\b", re.I),
+     re.compile(r"\b(1[89]|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I)),
+    (re.compile(r"\bhow (many|much|large|big|long|old|fast|far)\b|\bwhat (percentage|share|proportion|amount)\b", re.I),
+     re.compile(r"\d")),
+)  # fmt: skip
 # A neighbour joins the answer when it adds this much of the question's weight and is nearly as close.
 _PAIR_GAIN = 0.2
 _PAIR_SIMILARITY_GAP = 0.12
@@ -44,7 +53,7 @@ def extract_answer(
     """Pick the best-supported span from the hits, or abstain when confidence is too low."""
     index = retriever.index
     weights = _question_weights(question, retriever)
-    candidates = _candidates(vector, hits, retriever, weights)
+    candidates = _candidates(vector, hits, retriever, weights, _expected_type(question))
     calibration = index.manifest["calibration"]
     threshold = calibration["threshold"] if min_confidence is None else min_confidence
     if not candidates:
@@ -66,7 +75,7 @@ def answer_features(
 ) -> tuple[float, float, float] | None:
     """The features the confidence model sees for the best candidate (for calibration)."""
     weights = _question_weights(question, retriever)
-    candidates = _candidates(vector, hits, retriever, weights)
+    candidates = _candidates(vector, hits, retriever, weights, _expected_type(question))
     if not candidates:
         return None
     _, _, coverage = _extend(candidates[0], candidates, retriever, weights)
@@ -77,13 +86,21 @@ def _question_weights(question: str, retriever: Retriever) -> dict[str, float]:
     return {token: retriever.idf(token) for token in set(lexical_tokens(question))}
 
 
-def _coverage(weights: dict[str, float], tokens: set[str]) -> float:
+def _expected_type(question: str) -> re.Pattern[str] | None:
+    return next((answer for asks, answer in _EXPECTS if asks.search(question)), None)
+
+
+def _coverage(weights: dict[str, float], tokens: Set[str]) -> float:
     total = sum(weights.values())
     return sum(w for t, w in weights.items() if t in tokens) / total if total else 0.0
 
 
 def _candidates(
-    vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever, weights: dict[str, float]
+    vector: np.ndarray,
+    hits: Sequence[Hit],
+    retriever: Retriever,
+    weights: dict[str, float],
+    expected: re.Pattern[str] | None,
 ) -> list[_Candidate]:
     index = retriever.index
     seen: dict[int, Hit] = {}
@@ -100,6 +117,8 @@ def _candidates(
         hit = seen[number]
         coverage = _coverage(weights, retriever.sentence_tokens[number])
         score = similarity + _COVERAGE_WEIGHT * coverage + _RANK_WEIGHT / (1 + hit.rank)
+        if expected is not None and expected.search(index.sentence_text(index.sentences[number])):
+            score += _TYPE_WEIGHT
         candidates.append(_Candidate(number, similarity, coverage, hit.rank, hit.similarity, score))
     return sorted(candidates, key=lambda c: -c.score)
 

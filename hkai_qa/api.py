@@ -45,6 +45,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 log = logging.getLogger("hkai_qa.api")
 
 
+def get_service(request: Request) -> QAService:
+    """The loaded service of the app handling this request."""
+    service: QAService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[QAService, Depends(get_service)]
+
+
 def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     """Build the app; loads the model and the index now unless a loaded `service` is given."""
     qa = service or QAService(settings)
@@ -56,12 +65,6 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = qa
-
-    def get_service(request: Request) -> QAService:
-        service: QAService = request.app.state.service
-        return service
-
-    ServiceDep = Annotated[QAService, Depends(get_service)]
 
     @app.post("/ask", response_model=AskResponse, responses=_ERRORS, tags=["questions"])
     def ask(body: AskRequest, qa: ServiceDep) -> AskResponse:

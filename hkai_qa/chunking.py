@@ -14,6 +14,10 @@ _BLOCK_START = re.compile(r"^[ \t]*(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+|>[ \t]*|sour
 _LIST_MARKER = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)]|>)[ \t]*")
 _NOT_AN_ANSWER = re.compile(r"^\W*(?:sources?|references?|see also)\s*:", re.I)
 _MIN_WORDS = 4
+# blingfire sometimes ends a sentence after a title or reference abbreviation ("... banks. Dr." | "Chan ...").
+_ABBREVIATION_END = re.compile(
+    r"(?:^|\s|\()(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|No|Nos|Cap|Fig|Art|Sec|Vol|Mt|Gen|Rev|Hon|Gov|Sen|Rep|Ord)\.$"
+)
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -24,8 +28,7 @@ def split_sentences(document: Document) -> list[Sentence]:
     for index, section in enumerate(document.sections):
         for start, end in _blocks(document.text, section.start, section.end):
             block = document.text[start:end]
-            _, offsets = blingfire.text_to_sentences_and_offsets(block)
-            for a, b in offsets:
+            for a, b in _sentence_spans(block):
                 text = block[a:b]
                 lead = len(text) - len(text.lstrip())
                 a, text = a + lead, text.strip()
@@ -84,10 +87,21 @@ def chunk_sentences(
     return chunks
 
 
+def _sentence_spans(block: str) -> list[tuple[int, int]]:
+    """blingfire's sentence offsets, with pieces that end in a title abbreviation joined to the next."""
+    spans: list[tuple[int, int]] = []
+    for a, b in blingfire.text_to_sentences_and_offsets(block)[1]:
+        if spans and _ABBREVIATION_END.search(block[spans[-1][0] : spans[-1][1]]):
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    return spans
+
+
 def _blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Paragraphs of a section, with list items and "Source:" lines as blocks of their own."""
     blocks: list[tuple[int, int]] = []
-    block_start = -1
+    block_start = last_end = -1
     position = start
     for line in text[start:end].splitlines(keepends=True):
         line_start, line_end = position, position + len(line.rstrip())

@@ -101,6 +101,50 @@ def serve(
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
 
 
+@app.command(name="eval")
+def evaluate(
+    questions: Annotated[Path, typer.Option("--questions", help="JSON-lines question file.")] = Path(
+        "tests/eval/questions.jsonl"
+    ),
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    fit: Annotated[bool, typer.Option("--fit", help="Also fit the abstention calibration on the tune split.")] = False,
+) -> None:
+    """Measure retrieval, answers, abstention and latency on a question file."""
+    from hkai_qa.errors import InvalidRequest
+    from hkai_qa.evaluation import fit_calibration, load_questions, report, run
+    from hkai_qa.service import QAService
+
+    if not questions.is_file():
+        raise InvalidRequest(f"question file not found: {questions}")
+    service = QAService(_settings(index_dir=index))
+    outcomes = run(service, load_questions(questions))
+    result: dict[str, Any] = {"index_version": service.index.version, "splits": report(outcomes)}
+    if fit:
+        result["fitted_calibration"] = fit_calibration(outcomes)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(_format_report(result))
+
+
+def _format_report(result: dict[str, Any]) -> str:
+    lines = [f"index {result['index_version']}"]
+    for split, m in result["splits"].items():
+        lines.append(f"\n[{split}] {m['questions']} questions ({m['answerable']} answerable, {m['unanswerable']} not)")
+        for mode, r in m["retrieval"].items():
+            lines.append(f"  section {mode:<7} hit@1 {r['hit@1']:.3f}  hit@3 {r['hit@3']:.3f}  MRR {r['mrr']:.3f}")
+        lines.append(f"  answer accuracy   {m['answer_accuracy']:.3f}")
+        lines.append(f"  abstention        {m['abstention']:.3f}   false abstention {m['false_abstention']:.3f}")
+        lines.append(f"  longest answer    {m['longest_answer_sentences']} sentences")
+        lines.append(f"  latency p50 {m['latency_ms']['p50']:.1f} ms   p95 {m['latency_ms']['p95']:.1f} ms")
+        lines.append("  confidence  answers  right")
+        lines.extend(f"  {row['confidence']}  {row['answers']:>7}  {row['right']:.2f}" for row in m["reliability"])
+    if "fitted_calibration" in result:
+        lines.append("\nfitted calibration (tune split): " + json.dumps(result["fitted_calibration"]))
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Entry point: domain errors become one line on stderr and exit status 1."""
     try:

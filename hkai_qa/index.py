@@ -36,9 +36,9 @@ _FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "se
 # tests/eval/questions.jsonl (see hkai_qa/evaluation.py); copied into every manifest.
 DEFAULT_CALIBRATION: dict[str, Any] = {
     "features": ["sentence_similarity", "coverage", "chunk_similarity"],
-    "weights": [9.0, 4.0, 3.0],
-    "bias": -8.0,
-    "threshold": 0.5,
+    "weights": [2.9007, 2.1336, -0.5181],
+    "bias": -2.3427,
+    "threshold": 0.38,
 }
 
 
@@ -124,6 +124,12 @@ def build_index(
     chunk_vectors = embedder.encode(chunk_texts)
     sentence_vectors = embedder.encode([by_id[s.document_id].text[s.start : s.end] for s in sentences])
 
+    counts = {
+        "documents": len(documents),
+        "sections": sum(len(d.sections) for d in documents),
+        "chunks": len(chunks),
+        "sentences": len(sentences),
+    }
     built_at = datetime.now(UTC)
     digest = hashlib.sha256("".join(d.sha256 for d in documents).encode()).hexdigest()[:8]
     version = f"{built_at:%Y%m%dT%H%M%S%f}Z-{digest}"
@@ -150,12 +156,7 @@ def build_index(
             "built_at": built_at.isoformat(),
             "model": {"name": embedder.name, "dimension": int(chunk_vectors.shape[1])},
             "chunk_tokens": chunk_tokens,
-            "counts": {
-                "documents": len(documents),
-                "sections": sum(len(d.sections) for d in documents),
-                "chunks": len(chunks),
-                "sentences": len(sentences),
-            },
+            "counts": counts,
             "documents": {d.id: d.sha256 for d in documents},
             "calibration": DEFAULT_CALIBRATION,
             "files": {name: _sha256(staging / name) for name in _FILES},
@@ -169,7 +170,6 @@ def build_index(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _prune(index_dir, keep=KEEP_VERSIONS)
-    counts = manifest["counts"]
     return BuildSummary(version=version, seconds=time.perf_counter() - started, **counts)
 
 
@@ -193,7 +193,7 @@ def load_index(index_dir: Path, model: str) -> Index:
     docs = [_document_from_json(d) for d in _read_json(path / "documents.json")]
     documents = {d.id: d for d in docs}
     sentences = [Sentence(d, s, a, b, bool(c)) for d, s, a, b, c in _read_json(path / "sentences.json")]
-    chunks = [Chunk(i, d, s, a, b, f, l) for i, (d, s, a, b, f, l) in enumerate(_read_json(path / "chunks.json"))]
+    chunks = [Chunk(i, *row) for i, row in enumerate(_read_json(path / "chunks.json"))]
     chunk_vectors = faiss.read_index(str(path / "chunks.faiss"))
     sentence_vectors = np.load(path / "sentences.npy", allow_pickle=False)
     dimension = manifest["model"]["dimension"]

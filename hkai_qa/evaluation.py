@@ -1,0 +1,207 @@
+"""Measure the service on a question file: retrieval, answers, abstention, calibration, latency."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blingfire
+import numpy as np
+
+from hkai_qa.answering import answer_features, extract_answer
+from hkai_qa.errors import InvalidRequest
+from hkai_qa.retrieval import lexical_tokens
+from hkai_qa.service import QAService
+
+MODES = ("hybrid", "dense", "bm25")
+_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One eval question; unanswerable ones have no document, section or gold phrase."""
+
+    id: str
+    question: str
+    answerable: bool
+    document_id: str | None
+    section: str | None
+    gold: str | None
+    kind: str
+    split: str
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Read a JSON-lines question file."""
+    questions = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            questions.append(Question(**{name: data.get(name) for name in Question.__dataclass_fields__}))
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"{path}:{number}: not a question record ({exc})") from exc
+    return questions
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the service did with one question."""
+
+    question: Question
+    section_ranks: dict[str, int | None]  # rank of the gold section per retrieval mode (0 = first)
+    answer: str | None
+    confidence: float
+    correct: bool
+    best_correct: bool  # whether the best candidate would be right if the service never abstained
+    features: tuple[float, float, float] | None
+    latency_ms: float
+
+
+def run(service: QAService, questions: Sequence[Question], top_k: int = 3) -> list[Outcome]:
+    """Ask every question through the service and record retrieval ranks and answers."""
+    for question in questions[:3]:  # warm up caches and threads before timing
+        service.ask(question.question, top_k)
+    outcomes = []
+    for question in questions:
+        started = time.perf_counter()
+        answer, _ = service.ask(question.question, top_k)
+        latency = (time.perf_counter() - started) * 1000
+        vector = service.embedder.encode([question.question])[0]
+        tokens = lexical_tokens(question.question)
+        ranks = {mode: _section_rank(service, question, vector, tokens, mode) for mode in MODES}
+        hits = service.retriever.search(vector, tokens, max(service.settings.candidates, top_k))
+        best = extract_answer(question.question, vector, hits, service.retriever, top_k, min_confidence=0.0)
+        outcomes.append(
+            Outcome(
+                question=question,
+                section_ranks=ranks,
+                answer=answer.text,
+                confidence=answer.confidence,
+                correct=is_correct(question, answer.text),
+                best_correct=question.answerable and is_correct(question, best.text),
+                features=answer_features(question.question, vector, hits, service.retriever),
+                latency_ms=latency,
+            )
+        )
+    return outcomes
+
+
+def is_correct(question: Question, answer: str | None) -> bool:
+    """Right: an abstention on an unanswerable question, or a short answer holding the gold phrase."""
+    if not question.answerable:
+        return answer is None
+    if answer is None or question.gold is None:
+        return False
+    return question.gold.lower() in answer.lower() and sentence_count(answer) <= 2
+
+
+def sentence_count(text: str) -> int:
+    return len(blingfire.text_to_sentences_and_offsets(text)[1])
+
+
+def _section_rank(
+    service: QAService, question: Question, vector: np.ndarray, tokens: list[str], mode: str
+) -> int | None:
+    if not question.answerable:
+        return None
+    sections: list[tuple[str, str]] = []
+    for hit in service.retriever.search(vector, tokens, 20, mode=mode):
+        key = (hit.chunk.document_id, service.index.section_of(hit.chunk).title)
+        if key not in sections:
+            sections.append(key)
+    gold = (question.document_id or "", question.section or "")
+    return sections.index(gold) if gold in sections else None
+
+
+def report(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """Metrics per split (tune, heldout, all)."""
+    splits = {"tune": [o for o in outcomes if o.question.split == "tune"]}
+    splits["heldout"] = [o for o in outcomes if o.question.split == "heldout"]
+    splits["all"] = list(outcomes)
+    return {name: _metrics(group) for name, group in splits.items() if group}
+
+
+def _metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    answerable = [o for o in outcomes if o.question.answerable]
+    unanswerable = [o for o in outcomes if not o.question.answerable]
+    retrieval = {}
+    for mode in MODES:
+        ranks = [o.section_ranks[mode] for o in answerable]
+        retrieval[mode] = {
+            "hit@1": _share(r is not None and r < 1 for r in ranks),
+            "hit@3": _share(r is not None and r < 3 for r in ranks),
+            "mrr": round(statistics.fmean(1 / (r + 1) if r is not None else 0.0 for r in ranks), 4) if ranks else 0.0,
+        }
+    latencies = sorted(o.latency_ms for o in outcomes)
+    return {
+        "questions": len(outcomes),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "retrieval": retrieval,
+        "answer_accuracy": _share(o.correct for o in answerable),
+        "abstention": _share(o.answer is None for o in unanswerable),
+        "false_abstention": _share(o.answer is None for o in answerable),
+        "longest_answer_sentences": max((sentence_count(o.answer) for o in outcomes if o.answer), default=0),
+        "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        "reliability": _reliability(outcomes),
+    }
+
+
+def _reliability(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+    """Share of right outcomes per confidence bin, over the questions that got an answer."""
+    rows = []
+    answered = [o for o in outcomes if o.answer is not None]
+    for low, high in zip(_BINS, _BINS[1:], strict=False):
+        group = [o for o in answered if low <= o.confidence < high]
+        rows.append(
+            {
+                "confidence": f"{low:.1f}-{min(high, 1.0):.1f}",
+                "answers": len(group),
+                "right": _share(o.correct for o in group),
+            }
+        )
+    return rows
+
+
+def _share(flags: Iterable[bool]) -> float:
+    values = list(flags)
+    return round(sum(values) / len(values), 4) if values else 0.0
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 2) if values else 0.0
+
+
+def fit_calibration(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """Fit the confidence model on tuning outcomes and pick the threshold that gets most questions right.
+
+    A label is 1 when the best candidate, answered, would be right; unanswerable questions are 0.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    rows = [o for o in outcomes if o.question.split == "tune" and o.features is not None]
+    features = np.array([o.features for o in rows])
+    labels = np.array([o.best_correct for o in rows], dtype=int)
+    model = LogisticRegression(C=10.0, max_iter=1000).fit(features, labels)
+    probabilities = model.predict_proba(features)[:, 1]
+    best_threshold, best_right = 0.5, -1
+    for threshold in np.arange(0.2, 0.81, 0.02):
+        right = sum(
+            (p >= threshold and y == 1) or (p < threshold and not o.question.answerable)
+            for p, y, o in zip(probabilities, labels, rows, strict=True)
+        )
+        if right > best_right:
+            best_threshold, best_right = float(threshold), right
+    return {
+        "features": ["sentence_similarity", "coverage", "chunk_similarity"],
+        "weights": [round(float(w), 4) for w in model.coef_[0]],
+        "bias": round(float(model.intercept_[0]), 4),
+        "threshold": round(best_threshold, 2),
+    }

@@ -1,0 +1,79 @@
+"""Shared fixtures: one real index of the real corpus (plus a hostile-markup sample), a loaded
+service, and a live HTTP server on loopback. No network: the model comes from its package."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from hkai_qa.config import Settings
+from hkai_qa.embedding import Embedder
+from hkai_qa.index import build_index
+from hkai_qa.service import QAService
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real packaged model, loaded once for the whole run."""
+    model = Embedder("all-MiniLM-L6-v2")
+    model.warm_up()
+    return model
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the real corpus plus the hostile-markup sample."""
+    folder = tmp_path_factory.mktemp("corpus")
+    shutil.copytree(ROOT / "corpus", folder, dirs_exist_ok=True)
+    shutil.copytree(FIXTURES / "corpus-extra", folder / "extra")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def settings(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
+    """Settings pointing at a freshly built index of `corpus_dir`."""
+    built = Settings(corpus_dir=corpus_dir, index_dir=tmp_path_factory.mktemp("index"))
+    build_index(built.corpus_dir, built.index_dir, embedder, built.chunk_tokens)
+    return built
+
+
+@pytest.fixture(scope="session")
+def service(settings: Settings, embedder: Embedder) -> QAService:
+    return QAService(settings, embedder)
+
+
+@pytest.fixture(scope="session")
+def server_url(settings: Settings, service: QAService) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, serving the session index."""
+    import uvicorn
+
+    from hkai_qa.api import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(settings, service), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

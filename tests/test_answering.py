@@ -1,0 +1,80 @@
+"""Answers from the real corpus: verbatim, short, cited from the right section, or null."""
+
+from __future__ import annotations
+
+import blingfire
+import pytest
+
+from hkai_qa.errors import InvalidRequest
+from hkai_qa.service import QAService
+
+IN_SCOPE = [
+    ("What are smart lampposts equipped with?", "AI-powered sensors"),
+    ("When was ASTRI founded?", "2000"),
+    ("What is Cap. 486?", "Personal Data (Privacy) Ordinance"),
+    ("How much computing power does the AI Supercomputing Centre have?", "1,300 petaflops"),
+]
+OFF_TOPIC = ["Who won the 2018 World Cup?", "How do I bake sourdough bread?", "What is the capital of France?"]
+
+
+def test_smart_lampposts_answer_is_short_verbatim_and_cites_smart_city(service: QAService):
+    answer, _ = service.ask("What are smart lampposts equipped with?")
+    assert answer.text is not None and "AI-powered sensors" in answer.text
+    assert len(blingfire.text_to_sentences_and_offsets(answer.text)[1]) <= 2
+    first = answer.citations[0]
+    assert first.quote == answer.text
+    assert first.section in {"Smart City Initiatives", "Smart lampposts"}
+    assert service.index.documents[first.document_id].text[first.start : first.end] == answer.text
+    assert 0.0 <= answer.confidence <= 1.0
+
+
+@pytest.mark.parametrize(("question", "phrase"), IN_SCOPE)
+def test_in_scope_questions_are_answered_with_the_phrase(service: QAService, question: str, phrase: str):
+    answer, _ = service.ask(question)
+    assert answer.text is not None and phrase in answer.text
+
+
+@pytest.mark.parametrize("question", OFF_TOPIC)
+def test_off_topic_questions_get_no_answer_but_related_sections(service: QAService, question: str):
+    answer, _ = service.ask(question)
+    assert answer.text is None
+    assert answer.citations == ()
+    assert answer.related and all(r.quote for r in answer.related)
+
+
+@pytest.mark.parametrize("question", [q for q, _ in IN_SCOPE] + OFF_TOPIC)
+def test_every_citation_quote_is_the_exact_slice(service: QAService, question: str):
+    answer, _ = service.ask(question, top_k=5)
+    for citation in (*answer.citations, *answer.related):
+        text = service.index.documents[citation.document_id].text
+        assert text[citation.start : citation.end] == citation.quote
+        assert citation.url.startswith("/?doc=")
+
+
+def test_citations_respect_top_k_and_prefer_distinct_sections(service: QAService):
+    answer, _ = service.ask("When was ASTRI founded?", top_k=3)
+    assert 1 <= len(answer.citations) <= 3
+    keys = [(c.document_id, c.section) for c in answer.citations]
+    assert len(set(keys)) == len(keys)
+
+
+def test_source_lines_are_never_answers(service: QAService):
+    answer, _ = service.ask("What is the source URL for the smart lamppost facts?", top_k=10)
+    assert all(not c.quote.startswith("Source:") for c in answer.citations)
+
+
+@pytest.mark.parametrize(("question", "top_k"), [("", 3), ("   ", 3), ("x" * 1001, 3), ("ok", 0), ("ok", 21)])
+def test_bad_questions_are_refused(service: QAService, question: str, top_k: int):
+    with pytest.raises(InvalidRequest):
+        service.ask(question, top_k)
+
+
+def test_search_returns_ranked_passages_that_slice_exactly(service: QAService):
+    passages, _ = service.search("ASTRI", top_k=5)
+    assert len(passages) == 5
+    assert any("ASTRI" in p.text for p in passages[:2])
+    scores = [p.hit.score for p in passages]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
+    for passage in passages:
+        chunk = passage.hit.chunk
+        assert service.index.documents[chunk.document_id].text[chunk.start : chunk.end] == passage.text

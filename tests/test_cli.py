@@ -1,0 +1,108 @@
+"""The command line through its real entry point: build, ask, serve another corpus, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-corpus"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hkai_qa", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    index_dir = tmp_path_factory.mktemp("cli-index")
+    result = _cli("build", "--corpus", str(FIXTURE), "--index", str(index_dir))
+    assert result.returncode == 0, result.stderr
+    assert "2 documents" in result.stdout
+    return index_dir
+
+
+def test_ask_json_answers_from_the_other_corpus(built: Path):
+    result = _cli("ask", "How hot should the water be for oolong?", "--index", str(built), "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert "90 degrees Celsius" in body["answer"]
+    assert body["citations"][0]["document_id"] == "guides/tea"
+    assert body["citations"][0]["section"] == "Water"
+
+
+def test_ask_plain_prints_answer_and_citation(built: Path):
+    result = _cli("ask", "How much money did the Tide Foundation give the lab?", "--index", str(built))
+    assert result.returncode == 0, result.stderr
+    assert "HK$12 million" in result.stdout
+    assert "harbour-lab > Funding" in result.stdout
+
+
+def test_ask_off_topic_says_not_covered(built: Path):
+    result = _cli("ask", "Who won the 2018 World Cup?", "--index", str(built))
+    assert result.returncode == 0
+    assert "don't cover" in result.stdout
+
+
+def test_serve_serves_the_index_it_is_given(built: Path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hkai_qa", "serve", "--index", str(built), "--port", str(port)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            assert server.poll() is None, "server exited"
+            time.sleep(0.3)
+        body = httpx.post(f"{url}/ask", json={"question": "How long is the first oolong infusion?"}, timeout=30).json()
+        assert "45 seconds" in body["answer"]
+        assert {d["id"] for d in httpx.get(f"{url}/documents").json()["documents"]} == {"guides/tea", "harbour-lab"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("build", "--corpus", "{tmp}/missing", "--index", "{tmp}/i"), "corpus folder not found"),
+        (("build", "--corpus", "{tmp}", "--index", "{tmp}/i"), "no documents"),
+        (("ask", "anything", "--index", "{tmp}/none"), "no index in"),
+        (("serve", "--index", "{tmp}/none"), "no index in"),
+    ],
+)
+def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path, args: tuple[str, ...], message: str):
+    result = _cli(*(a.format(tmp=tmp_path) for a in args))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_module_entry_point_shows_help():
+    result = _cli("--help")
+    assert result.returncode == 0
+    for command in ("build", "ask", "serve", "eval"):
+        assert command in result.stdout

@@ -1,0 +1,115 @@
+"""Reading the corpus: ids, titles, sections and offsets into the original text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hkai_qa.documents import load_corpus, parse_document, read_document
+from hkai_qa.errors import CorpusNotFound, EmptyCorpus, InvalidRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTICLE_SECTIONS = [
+    "Introduction",
+    "The Rise of Hong Kong AI",
+    "AI in Finance and Business",
+    "Smart City Initiatives",
+    "Healthcare and Biotechnology",
+    "Educational Excellence in AI",
+    "Challenges and Opportunities",
+    "International Collaboration",
+    "Conclusion",
+]
+
+
+@pytest.fixture(scope="module")
+def article():
+    return read_document(ROOT / "corpus" / "hong-kong-ai-ecosystem.txt", ROOT / "corpus")
+
+
+def test_article_is_the_seed_byte_for_byte():
+    seed = ROOT.parent / "shared" / "seeds" / "000_4ac96cfb31c63835.txt"
+    if not seed.exists():
+        pytest.skip("the shared seed is not beside this checkout")
+    assert (ROOT / "corpus" / "hong-kong-ai-ecosystem.txt").read_bytes() == seed.read_bytes()
+
+
+def test_article_has_title_intro_seven_sections_and_conclusion(article):
+    assert article.id == "hong-kong-ai-ecosystem"
+    assert article.title == "Hong Kong’s Thriving AI Ecosystem the Future with Innovation"
+    assert [s.title for s in article.sections] == ARTICLE_SECTIONS
+
+
+def test_article_section_offsets_point_at_their_text(article):
+    by_title = {s.title: article.text[s.start : s.end] for s in article.sections}
+    assert by_title["Introduction"].startswith("In the bustling metropolis of Hong Kong")
+    assert by_title["Smart City Initiatives"].startswith("As Hong Kong evolves into a smart city")
+    assert "1. Smart City" not in by_title["Smart City Initiatives"]
+    assert by_title["International Collaboration"].endswith("on a broader scale.")
+    assert by_title["Conclusion"].startswith("In the heart of Asia")
+    assert by_title["Conclusion"].endswith("As the city")
+    starts = [s.start for s in article.sections]
+    assert starts == sorted(starts)
+
+
+def test_markdown_headings_give_paths_and_intro():
+    text = "Lead text before any heading.\n\n# Title\n\nUnder title.\n\n## Part A\n\nAlpha.\n\n### Deep\n\nBeta.\n\n## Part B\n\nGamma.\n"
+    document = parse_document("notes/x", text, "notes/x.md")
+    assert document.title == "Title"
+    assert [(s.title, s.path) for s in document.sections] == [
+        ("Introduction", ("Introduction",)),
+        ("Title", ("Title",)),
+        ("Part A", ("Title", "Part A")),
+        ("Deep", ("Title", "Part A", "Deep")),
+        ("Part B", ("Title", "Part B")),
+    ]
+    assert [text[s.start : s.end] for s in document.sections] == [
+        "Lead text before any heading.",
+        "Under title.",
+        "Alpha.",
+        "Beta.",
+        "Gamma.",
+    ]
+
+
+def test_markdown_heading_inside_code_fence_is_not_a_section():
+    text = "# Doc\n\n## Real\n\nText.\n\n```\n# not a heading\n```\n"
+    assert [s.title for s in parse_document("d", text, "d.md").sections] == ["Real"]
+
+
+def test_plain_text_headings_with_and_without_numbers():
+    text = "Report Title\n\nOpening words here.\n\nBackground:\n\nSome background.\n\nII) Method\n\nWe measured it.\n"
+    document = parse_document("r", text, "r.txt")
+    assert document.title == "Report Title"
+    assert [s.title for s in document.sections] == ["Introduction", "Background", "Method"]
+
+
+def test_anchors_are_unique_within_a_document():
+    text = "# T\n\n## Notes\n\na.\n\n## Notes\n\nb.\n"
+    assert [s.anchor for s in parse_document("d", text, "d.md").sections] == ["notes", "notes-2"]
+
+
+def test_load_corpus_reads_md_markdown_txt_recursively_with_ids(tmp_path: Path):
+    (tmp_path / "a.txt").write_text("Alpha text.", encoding="utf-8")
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / "b.md").write_text("# B\n\nBeta text.", encoding="utf-8")
+    (tmp_path / "sub" / "deeper" / "c.markdown").write_text("# C\n\nGamma.", encoding="utf-8")
+    (tmp_path / "ignored.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / ".hidden.md").write_text("# H\n\nhidden", encoding="utf-8")
+    documents = load_corpus(tmp_path)
+    assert [d.id for d in documents] == ["a", "sub/b", "sub/deeper/c"]
+    assert [d.title for d in documents] == ["A", "B", "C"]
+
+
+def test_missing_and_empty_corpus_are_clear_errors(tmp_path: Path):
+    with pytest.raises(CorpusNotFound, match="not found"):
+        load_corpus(tmp_path / "nope")
+    with pytest.raises(EmptyCorpus, match="no documents"):
+        load_corpus(tmp_path)
+
+
+def test_non_utf8_file_is_reported_not_mangled(tmp_path: Path):
+    (tmp_path / "big5.txt").write_bytes("香港人工智能".encode("big5"))
+    with pytest.raises(InvalidRequest, match=r"big5\.txt is not UTF-8"):
+        load_corpus(tmp_path)

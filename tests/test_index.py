@@ -1,0 +1,103 @@
+"""Building and loading the index: files, manifest, validation, atomic publish, no pickle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hkai_qa.errors import IndexInvalid, IndexNotFound
+from hkai_qa.index import FORMAT_VERSION, VERSIONS, build_index, current_version, load_index
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-corpus"
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory, embedder):
+    index_dir = tmp_path_factory.mktemp("tiny-index")
+    summary = build_index(FIXTURE, index_dir, embedder, chunk_tokens=200)
+    return index_dir, summary
+
+
+def _copy(index_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(index_dir, target)
+    return target
+
+
+def test_build_writes_a_version_with_manifest_and_pointer(tiny_index):
+    index_dir, summary = tiny_index
+    assert summary.documents == 2 and summary.chunks >= 5
+    assert current_version(index_dir) == summary.version
+    folder = index_dir / VERSIONS / summary.version
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "chunks.faiss",
+        "chunks.json",
+        "documents.json",
+        "manifest.json",
+        "sentences.json",
+        "sentences.npy",
+    ]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["model"] == {"name": "all-MiniLM-L6-v2", "dimension": 384}
+    assert manifest["counts"]["chunks"] == summary.chunks
+    assert set(manifest["documents"]) == {"harbour-lab", "guides/tea"}
+    assert manifest["built_at"] and 0 < manifest["calibration"]["threshold"] < 1
+
+
+def test_load_gives_normalised_vectors_matching_counts(tiny_index):
+    index_dir, summary = tiny_index
+    index = load_index(index_dir, "all-MiniLM-L6-v2")
+    assert index.chunk_vectors.ntotal == len(index.chunks) == summary.chunks
+    assert index.sentence_vectors.shape == (summary.sentences, 384)
+    assert np.allclose(np.linalg.norm(index.sentence_vectors, axis=1), 1.0, atol=1e-4)
+    for chunk in index.chunks:
+        section = index.section_of(chunk)
+        assert section.start <= chunk.start < chunk.end <= section.end
+
+
+def test_stored_arrays_load_without_pickle(tiny_index):
+    index_dir, summary = tiny_index
+    array = np.load(index_dir / VERSIONS / summary.version / "sentences.npy", allow_pickle=False)
+    assert array.dtype == np.float32
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    with pytest.raises(IndexNotFound, match="run `hkai-qa build` first"):
+        load_index(tmp_path, "all-MiniLM-L6-v2")
+
+
+def test_model_mismatch_is_refused(tiny_index):
+    with pytest.raises(IndexInvalid, match="built with model 'all-MiniLM-L6-v2'"):
+        load_index(tiny_index[0], "some/other-model")
+
+
+def test_corrupt_file_is_refused(tiny_index, tmp_path):
+    index_dir = _copy(tiny_index[0], tmp_path)
+    with (index_dir / VERSIONS / tiny_index[1].version / "chunks.json").open("a") as handle:
+        handle.write(" ")
+    with pytest.raises(IndexInvalid, match=r"chunks\.json is missing or does not match its checksum"):
+        load_index(index_dir, "all-MiniLM-L6-v2")
+
+
+def test_version_without_manifest_is_refused(tiny_index, tmp_path):
+    index_dir = _copy(tiny_index[0], tmp_path)
+    (index_dir / VERSIONS / tiny_index[1].version / "manifest.json").unlink()
+    with pytest.raises(IndexInvalid, match="no readable manifest"):
+        load_index(index_dir, "all-MiniLM-L6-v2")
+
+
+def test_failed_build_keeps_the_current_version(tiny_index, tmp_path, embedder):
+    index_dir = _copy(tiny_index[0], tmp_path)
+    broken = tmp_path / "broken-corpus"
+    broken.mkdir()
+    (broken / "bad.txt").write_bytes(b"\xff\xfe not utf-8 \x81")
+    with pytest.raises(Exception, match="not UTF-8"):
+        build_index(broken, index_dir, embedder)
+    assert current_version(index_dir) == tiny_index[1].version
+    assert not [p for p in (index_dir / VERSIONS).iterdir() if p.name.startswith(".")]
+    load_index(index_dir, "all-MiniLM-L6-v2")
