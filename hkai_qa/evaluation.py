@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -158,7 +159,7 @@ def _reliability(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
     """Share of right outcomes per confidence bin, over the questions that got an answer."""
     rows = []
     answered = [o for o in outcomes if o.answer is not None]
-    for low, high in zip(_BINS, _BINS[1:], strict=False):
+    for low, high in itertools.pairwise(_BINS):
         group = [o for o in answered if low <= o.confidence < high]
         rows.append(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,10 @@ def test_sentence_boundaries(text: str, expected: list[str]):
 
 
 def test_source_lines_and_list_items_are_their_own_sentences():
-    text = "# T\n\n## S\n\nThe fact is stated here.\nSource: https://example.org/a.b, 2024-12-09\n\n- First item is a point.\n- Second item is another.\n"
+    text = (
+        "# T\n\n## S\n\nThe fact is stated here.\nSource: https://example.org/a.b, 2024-12-09\n\n"
+        "- First item is a point.\n- Second item is another.\n"
+    )
     document = parse_document("t", text, "t.md")
     sentences = split_sentences(document)
     quotes = [(text[s.start : s.end], s.citable) for s in sentences]
@@ -84,6 +88,6 @@ def test_chunks_stay_inside_sections_respect_the_budget_and_overlap(embedder):
         assert sum(embedder.count_tokens(span)) <= 60 or len(span) == 1
         assert text[chunk.start : chunk.end].startswith(span[0]) and text[chunk.start : chunk.end].endswith(span[-1])
     first_section = [c for c in chunks if c.section == 0]
-    for left, right in zip(first_section, first_section[1:], strict=False):
+    for left, right in itertools.pairwise(first_section):
         assert right.first_sentence == left.last_sentence  # one sentence shared between neighbours
     assert chunks[-1].section == 1 and text[chunks[-1].start : chunks[-1].end] == "A short closing section."

@@ -54,7 +54,10 @@ def test_article_section_offsets_point_at_their_text(article):
 
 
 def test_markdown_headings_give_paths_and_intro():
-    text = "Lead text before any heading.\n\n# Title\n\nUnder title.\n\n## Part A\n\nAlpha.\n\n### Deep\n\nBeta.\n\n## Part B\n\nGamma.\n"
+    text = (
+        "Lead text before any heading.\n\n# Title\n\nUnder title.\n\n## Part A\n\nAlpha.\n\n"
+        "### Deep\n\nBeta.\n\n## Part B\n\nGamma.\n"
+    )
     document = parse_document("notes/x", text, "notes/x.md")
     assert document.title == "Title"
     assert [(s.title, s.path) for s in document.sections] == [

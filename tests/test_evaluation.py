@@ -1,0 +1,64 @@
+"""The eval harness on a tiny corpus with known answers: report shape and values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hkai_qa.config import Settings
+from hkai_qa.errors import InvalidRequest
+from hkai_qa.evaluation import MODES, Question, is_correct, load_questions, report, run
+from hkai_qa.index import build_index
+from hkai_qa.service import QAService
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def tiny_service(tmp_path_factory, embedder) -> QAService:
+    settings = Settings(corpus_dir=FIXTURES / "tiny-corpus", index_dir=tmp_path_factory.mktemp("eval-index"))
+    build_index(settings.corpus_dir, settings.index_dir, embedder)
+    return QAService(settings, embedder)
+
+
+def test_report_has_every_metric_per_split(tiny_service: QAService):
+    outcomes = run(tiny_service, load_questions(FIXTURES / "tiny-questions.jsonl"))
+    result = report(outcomes)
+    assert set(result) == {"tune", "heldout", "all"}
+    everything = result["all"]
+    assert (everything["questions"], everything["answerable"], everything["unanswerable"]) == (5, 3, 2)
+    assert set(everything["retrieval"]) == set(MODES)
+    assert everything["retrieval"]["hybrid"] == {"hit@1": 1.0, "hit@3": 1.0, "mrr": 1.0}
+    assert everything["answer_accuracy"] == 1.0
+    assert everything["abstention"] == 1.0 and everything["false_abstention"] == 0.0
+    assert everything["longest_answer_sentences"] <= 2
+    assert 0 < everything["latency_ms"]["p50"] <= everything["latency_ms"]["p95"]
+    assert [row["confidence"] for row in everything["reliability"]] == [
+        "0.0-0.2",
+        "0.2-0.4",
+        "0.4-0.6",
+        "0.6-0.8",
+        "0.8-1.0",
+    ]
+    assert sum(row["answers"] for row in everything["reliability"]) == 3
+    assert result["heldout"]["questions"] == 2
+    json.dumps(result)  # the --json output must serialise
+
+
+def test_correctness_needs_the_gold_phrase_and_at_most_two_sentences():
+    question = Question("q", "?", True, "d", "s", "AI-powered sensors", "direct", "tune")
+    assert is_correct(question, "Lampposts carry AI-powered sensors.")
+    assert not is_correct(question, "Lampposts carry cameras.")
+    assert not is_correct(question, None)
+    assert not is_correct(question, "One. Two has AI-powered sensors. Three.")
+    unanswerable = Question("u", "?", False, None, None, None, "offtopic", "tune")
+    assert is_correct(unanswerable, None) and not is_correct(unanswerable, "Anything.")
+
+
+def test_bad_question_file_is_a_clear_error(tmp_path: Path):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"id": "x"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(InvalidRequest, match=r"q\.jsonl:2"):
+        load_questions(bad)
