@@ -52,19 +52,17 @@ def extract_answer(
 ) -> Answer:
     """Pick the best-supported span from the hits, or abstain when confidence is too low."""
     index = retriever.index
-    weights = _question_weights(question, retriever)
-    candidates = _candidates(vector, hits, retriever, weights, _expected_type(question))
     calibration = index.manifest["calibration"]
     threshold = calibration["threshold"] if min_confidence is None else min_confidence
-    if not candidates:
+    best = _best(question, vector, hits, retriever)
+    if best is None:
         return Answer(question=question, text=None, confidence=0.0, citations=(), related=_related(hits, index))
-    best = candidates[0]
-    start, end, coverage = _extend(best, candidates, retriever, weights)
-    confidence = _confidence(calibration, best.similarity, coverage, best.chunk_similarity)
+    candidates, (start, end), features = best
+    confidence = _confidence(calibration, features)
     if confidence < threshold:
         return Answer(question=question, text=None, confidence=confidence, citations=(), related=_related(hits, index))
-    sentence = index.sentences[best.sentence]
-    first = cite(index, sentence.document_id, sentence.section, start, end, best.similarity)
+    sentence = index.sentences[candidates[0].sentence]
+    first = cite(index, sentence.document_id, sentence.section, start, end, candidates[0].similarity)
     answer_span = (sentence.document_id, sentence.section, start, end)
     citations = [first, *_supporting(candidates[1:], index, top_k - 1, answer_span)]
     return Answer(question=question, text=first.quote, confidence=confidence, citations=tuple(citations))
@@ -72,14 +70,30 @@ def extract_answer(
 
 def answer_features(
     question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
-) -> tuple[float, float, float] | None:
+) -> dict[str, float] | None:
     """The features the confidence model sees for the best candidate (for calibration)."""
+    best = _best(question, vector, hits, retriever)
+    return None if best is None else best[2]
+
+
+def _best(
+    question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
+) -> tuple[list[_Candidate], tuple[int, int], dict[str, float]] | None:
+    """Ranked candidates, the answer span, and the confidence features of that span."""
     weights = _question_weights(question, retriever)
     candidates = _candidates(vector, hits, retriever, weights, _expected_type(question))
     if not candidates:
         return None
-    _, _, coverage = _extend(candidates[0], candidates, retriever, weights)
-    return candidates[0].similarity, coverage, candidates[0].chunk_similarity
+    start, end, coverage = _extend(candidates[0], candidates, retriever, weights)
+    total = sum(weights.values())
+    unseen = sum(w for t, w in weights.items() if not retriever.seen(t)) / total if total else 0.0
+    features = {
+        "sentence_similarity": candidates[0].similarity,
+        "coverage": coverage,
+        "chunk_similarity": candidates[0].chunk_similarity,
+        "unseen": unseen,
+    }
+    return candidates, (start, end), features
 
 
 def _question_weights(question: str, retriever: Retriever) -> dict[str, float]:
@@ -147,8 +161,7 @@ def _extend(
     return start, end, coverage
 
 
-def _confidence(calibration: dict[str, Any], similarity: float, coverage: float, chunk_similarity: float) -> float:
-    features = {"sentence_similarity": similarity, "coverage": coverage, "chunk_similarity": chunk_similarity}
+def _confidence(calibration: dict[str, Any], features: dict[str, float]) -> float:
     z = calibration["bias"] + sum(
         w * features[name] for name, w in zip(calibration["features"], calibration["weights"], strict=True)
     )

@@ -20,6 +20,7 @@ from hkai_qa.retrieval import lexical_tokens
 from hkai_qa.service import QAService
 
 MODES = ("hybrid", "dense", "bm25")
+FEATURES = ("sentence_similarity", "coverage", "chunk_similarity", "unseen")
 _BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
 
 
@@ -61,7 +62,7 @@ class Outcome:
     confidence: float
     correct: bool
     best_correct: bool  # whether the best candidate would be right if the service never abstained
-    features: tuple[float, float, float] | None
+    features: dict[str, float] | None
     latency_ms: float
 
 
@@ -180,7 +181,7 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values else 0.0
 
 
-def fit_calibration(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+def fit_calibration(outcomes: Sequence[Outcome], names: Sequence[str] = FEATURES) -> dict[str, Any]:
     """Fit the confidence model on tuning outcomes and pick the threshold that gets most questions right.
 
     A label is 1 when the best candidate, answered, would be right; unanswerable questions are 0.
@@ -188,7 +189,7 @@ def fit_calibration(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     rows = [o for o in outcomes if o.question.split == "tune" and o.features is not None]
-    features = np.array([o.features for o in rows])
+    features = np.array([[o.features[name] for name in names] for o in rows if o.features is not None])
     labels = np.array([o.best_correct for o in rows], dtype=int)
     model = LogisticRegression(C=10.0, max_iter=1000).fit(features, labels)
     probabilities = model.predict_proba(features)[:, 1]
@@ -201,7 +202,7 @@ def fit_calibration(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         if right > best_right:
             best_threshold, best_right = float(threshold), right
     return {
-        "features": ["sentence_similarity", "coverage", "chunk_similarity"],
+        "features": list(names),
         "weights": [round(float(w), 4) for w in model.coef_[0]],
         "bias": round(float(model.intercept_[0]), 4),
         "threshold": round(best_threshold, 2),

@@ -35,10 +35,10 @@ _FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "se
 # Abstention calibration: logistic weights over answer features, fitted on the tuning split of
 # tests/eval/questions.jsonl (see hkai_qa/evaluation.py); copied into every manifest.
 DEFAULT_CALIBRATION: dict[str, Any] = {
-    "features": ["sentence_similarity", "coverage", "chunk_similarity"],
-    "weights": [2.9007, 2.1336, -0.5181],
-    "bias": -2.3427,
-    "threshold": 0.38,
+    "features": ["sentence_similarity", "coverage", "chunk_similarity", "unseen"],
+    "weights": [2.7248, 1.1858, -0.6725, -1.4032],
+    "bias": -1.1899,
+    "threshold": 0.4,
 }
 
 

@@ -70,6 +70,10 @@ class Retriever:
             for s in index.sentences
         ]
 
+    def seen(self, token: str) -> bool:
+        """Whether any chunk contains the token."""
+        return token in self._df
+
     def idf(self, token: str) -> float:
         """Inverse document frequency over chunks; unseen tokens weigh the most."""
         df = self._df.get(token, 0)
