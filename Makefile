@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run build test lint typecheck pytest eval clean
+.PHONY: install run build test lint typecheck pytest eval screenshots clean
 
 install: $(STAMP)
 
@@ -48,6 +48,9 @@ test: lint typecheck pytest
 
 eval: install $(INDEX)/CURRENT
 	$(BIN)/hkai-qa eval --index $(INDEX)
+
+screenshots: install
+	HKAI_QA_SCREENSHOTS=docs $(BIN)/python -m pytest tests/test_web.py -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

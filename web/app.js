@@ -1,0 +1,569 @@
+/* hkai-qa chat page. Plain DOM, no framework, no build step.
+ * Safety rule: text from the corpus, the questions and the answers only ever reaches the page through
+ * textContent / text nodes (el() below). Nothing here parses strings as HTML. */
+"use strict";
+
+(() => {
+  const STORAGE_KEY = "hkai-qa.conversation.v1";
+  const MAX_STORED = 50;
+  const TOP_K = 3;
+  const EXAMPLES = [
+    "What are smart lampposts equipped with?",
+    "When was ASTRI founded?",
+    "What is the AI Supercomputing Centre?",
+    "What is Cap. 486?",
+  ];
+
+  const WELCOME =
+    "Every answer is a sentence lifted from the documents, shown with its source. " +
+    "When the documents don't say, you'll be told so, along with the closest sections to read.";
+
+  const byId = (id) => document.getElementById(id);
+  const ui = {
+    transcript: byId("transcript"),
+    composer: byId("composer"),
+    question: byId("question"),
+    send: byId("send"),
+    clear: byId("clear-button"),
+    documents: byId("documents-button"),
+    panel: byId("doc-panel"),
+    panelTitle: byId("doc-panel-title"),
+    panelMeta: byId("doc-panel-meta"),
+    panelBody: byId("doc-panel-body"),
+    panelBack: byId("doc-back"),
+    panelClose: byId("doc-close"),
+  };
+
+  let conversation = loadConversation();
+  let pending = false;
+  let panelToken = 0; // ignores replies to panel requests that were superseded
+  let panelOpener = null;
+  const documentCache = new Map();
+
+  // ---------------------------------------------------------------- DOM helpers
+
+  /** createElement with attributes; children are nodes or strings (strings become text nodes). */
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "class") node.className = value;
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children) if (child !== null && child !== undefined) node.append(child);
+    return node;
+  }
+
+  const hidden = (text) => el("span", { class: "visually-hidden" }, text);
+  const sliceChars = (chars, from, to) => chars.slice(from, to).join("");
+  const clampInt = (value, low, high) => Math.min(Math.max(value, low), high);
+
+  /** Append chars[from, to) to parent, wrapping its overlap with [markFrom, markTo) in <mark>. */
+  function appendMarked(parent, chars, from, to, markFrom, markTo, markAttrs = {}) {
+    const a = Math.max(from, markFrom ?? to);
+    const b = Math.min(to, markTo ?? from);
+    if (!(a < b)) {
+      appendPlain(parent, chars, from, to);
+      return null;
+    }
+    appendPlain(parent, chars, from, a);
+    const mark = el("mark", markAttrs, sliceChars(chars, a, b));
+    parent.append(mark);
+    appendPlain(parent, chars, b, to);
+    return mark;
+  }
+
+  /** Plain text; "Source: ..." lines of the corpus get a quieter style. */
+  function appendPlain(parent, chars, from, to) {
+    if (from >= to) return;
+    const text = sliceChars(chars, from, to);
+    const pattern = /^Source:.*$/gm;
+    let last = 0;
+    for (const match of text.matchAll(pattern)) {
+      if (match.index > last) parent.append(text.slice(last, match.index));
+      parent.append(el("span", { class: "doc-source" }, match[0]));
+      last = match.index + match[0].length;
+    }
+    if (last < text.length) parent.append(text.slice(last));
+  }
+
+  /** Only same-origin paths from the API become hrefs; anything else is rebuilt from the fields. */
+  function citationHref(c) {
+    if (typeof c.url === "string" && c.url.startsWith("/") && !c.url.startsWith("//")) return c.url;
+    return documentHref(c.document_id, { start: c.start, end: c.end });
+  }
+
+  function documentHref(id, { section, start, end } = {}) {
+    const params = new URLSearchParams({ doc: id });
+    if (section) params.set("section", section);
+    if (Number.isInteger(start) && Number.isInteger(end)) {
+      params.set("start", String(start));
+      params.set("end", String(end));
+    }
+    return `/?${params}${section ? `#${encodeURIComponent(section)}` : ""}`;
+  }
+
+  // ---------------------------------------------------------------- storage
+
+  function loadConversation() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "[]");
+      return Array.isArray(saved) ? saved.filter((e) => e && typeof e.question === "string" && e.response) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  function saveConversation() {
+    try {
+      if (conversation.length) sessionStorage.setItem(STORAGE_KEY, JSON.stringify(conversation.slice(-MAX_STORED)));
+      else sessionStorage.removeItem(STORAGE_KEY);
+    } catch {
+      /* storage full or disabled: the conversation just won't survive a reload */
+    }
+    ui.clear.disabled = conversation.length === 0;
+  }
+
+  // ---------------------------------------------------------------- network
+
+  async function requestJSON(path, options = {}) {
+    let response;
+    try {
+      response = await fetch(path, { ...options, headers: { Accept: "application/json", ...options.headers } });
+    } catch {
+      throw new Error("Can't reach the server.");
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      /* not JSON: handled below */
+    }
+    if (!response.ok) {
+      const message = data && data.error && typeof data.error.message === "string" ? data.error.message : "";
+      throw new Error(message || `The server had a problem (HTTP ${response.status}).`);
+    }
+    if (!data) throw new Error("The server sent a reply the page could not read.");
+    return data;
+  }
+
+  const postJSON = (path, body) =>
+    requestJSON(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+  async function fetchDocument(id) {
+    if (!documentCache.has(id)) {
+      const path = "/documents/" + id.split("/").map(encodeURIComponent).join("/");
+      const doc = await requestJSON(path);
+      doc.chars = Array.from(doc.text); // offsets are Unicode code points
+      documentCache.set(id, doc);
+    }
+    return documentCache.get(id);
+  }
+
+  // ---------------------------------------------------------------- transcript
+
+  function renderWelcome() {
+    const list = el("ul", { class: "examples", "aria-labelledby": "examples-label" });
+    for (const example of EXAMPLES) {
+      list.append(el("li", {}, el("button", { type: "button", class: "example", "data-question": example }, example)));
+    }
+    return el(
+      "div",
+      { class: "welcome" },
+      el("h2", { class: "welcome-title" }, "Ask about AI in Hong Kong"),
+      el("p", { class: "welcome-text" }, WELCOME),
+      el("p", { class: "welcome-label", id: "examples-label" }, "Try one of these"),
+      list,
+    );
+  }
+
+  function renderExchange(question) {
+    const slot = el("div", { class: "reply" });
+    const asked = el("div", { class: "bubble bubble-user" }, hidden("You asked: "), question);
+    const node = el("article", { class: "exchange" }, asked, slot);
+    return { node, slot };
+  }
+
+  function renderTyping() {
+    return el(
+      "div",
+      { class: "bubble bubble-bot typing", role: "status" },
+      el("span", { class: "typing-dots", "aria-hidden": "true" }, el("span"), el("span"), el("span")),
+      el("span", { class: "typing-text" }, "Searching the documents…"),
+    );
+  }
+
+  function renderError(message, retry) {
+    const button = el("button", { type: "button", class: "button button-small retry-button" }, "Retry");
+    button.addEventListener("click", retry);
+    return el(
+      "div",
+      { class: "bubble bubble-bot bubble-error", role: "alert" },
+      el("div", { class: "error-body" },
+        el("p", { class: "error-title" }, "Couldn't get an answer."),
+        el("p", { class: "error-text" }, message)),
+      button,
+    );
+  }
+
+  function renderResponse(response) {
+    return typeof response.answer === "string" ? renderAnswer(response) : renderNoAnswer(response);
+  }
+
+  function renderAnswer(response) {
+    const chars = Array.from(response.answer);
+    const text = el("p", { class: "answer-text" });
+    const hl = response.highlight;
+    const hasHighlight = Array.isArray(hl) && hl.length === 2 && Number.isInteger(hl[0]) && Number.isInteger(hl[1]);
+    appendMarked(text, chars, 0, chars.length, hasHighlight ? hl[0] : null, hasHighlight ? hl[1] : null);
+
+    const citations = Array.isArray(response.citations) ? response.citations : [];
+    const first = citations[0];
+    const confidence = `confidence ${Number(response.confidence || 0).toFixed(2)}`;
+    const cue = el("p", { class: "answer-cue" });
+    if (first) cue.append(`From ${first.document_title} › ${first.section}`);
+    cue.append(el("span", { class: "cue-confidence" }, first ? ` · ${confidence}` : confidence));
+
+    const copy = el("button", { type: "button", class: "button button-small copy-button" }, "Copy");
+    copy.addEventListener("click", () => copyAnswer(copy, response));
+
+    const footer = el("div", { class: "answer-footer" }, cue, copy);
+    const bubble = el("div", { class: "bubble bubble-bot answer" }, text, footer);
+    const parts = [bubble];
+    if (citations.length) {
+      const cards = el("ol", { class: "sources" });
+      citations.forEach((c, i) => cards.append(renderSourceCard(c, i)));
+      const label = el("p", { class: "sources-label", "aria-hidden": "true" }, "Sources");
+      parts.push(el("section", { class: "sources-block", "aria-label": "Sources" }, label, cards));
+    }
+    return parts;
+  }
+
+  function renderSourceCard(c, index) {
+    return el(
+      "li",
+      { class: "source-card" },
+      el(
+        "div",
+        { class: "source-head" },
+        el("span", { class: "source-index", "aria-hidden": "true" }, String(index + 1)),
+        el("div", { class: "source-names" },
+          el("p", { class: "source-title" }, c.document_title),
+          el("p", { class: "source-section" }, c.section)),
+      ),
+      el("blockquote", { class: "source-quote" }, c.quote),
+      el("a", { class: "open-source doc-link", href: citationHref(c) },
+        "Open in document", hidden(`: ${c.document_title} › ${c.section}`)),
+    );
+  }
+
+  function renderNoAnswer(response) {
+    const related = Array.isArray(response.related) ? response.related : [];
+    const title = el("p", { class: "no-answer-title" }, "The documents don't cover this.");
+    const bubble = el("div", { class: "bubble bubble-bot no-answer" }, title);
+    if (related.length) {
+      const list = el("ul", { class: "related-list" });
+      for (const c of related) {
+        list.append(el("li", {},
+          el("a", { class: "related-link doc-link", href: citationHref(c) }, c.section),
+          el("span", { class: "related-doc" }, ` · ${c.document_title}`)));
+      }
+      bubble.append(el("p", { class: "no-answer-label" }, "Closest sections:"), list);
+    } else {
+      bubble.append(el("p", { class: "no-answer-label" }, "Try rephrasing, or browse the Documents."));
+    }
+    return [bubble];
+  }
+
+  async function copyAnswer(button, response) {
+    const c = (response.citations || [])[0];
+    const link = c ? new URL(citationHref(c), location.origin) : "";
+    const text = c ? `${response.answer}\n\n— ${c.document_title} › ${c.section}\n${link}` : response.answer;
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(text);
+      ok = true;
+    } catch {
+      const scratch = el("textarea", { class: "visually-hidden", "aria-hidden": "true" });
+      scratch.value = text;
+      document.body.append(scratch);
+      scratch.select();
+      ok = document.execCommand("copy");
+      scratch.remove();
+    }
+    button.textContent = ok ? "Copied" : "Copy failed";
+    setTimeout(() => { button.textContent = "Copy"; }, 2000);
+  }
+
+  function renderConversation() {
+    ui.transcript.replaceChildren();
+    if (!conversation.length) ui.transcript.append(renderWelcome());
+    for (const entry of conversation) {
+      const { node, slot } = renderExchange(entry.question);
+      slot.append(...renderResponse(entry.response));
+      ui.transcript.append(node);
+    }
+    ui.clear.disabled = conversation.length === 0;
+    ui.transcript.scrollTop = conversation.length ? ui.transcript.scrollHeight : 0;
+  }
+
+  function setBusy(busy) {
+    pending = busy;
+    ui.send.disabled = busy;
+    ui.transcript.setAttribute("aria-busy", busy ? "true" : "false");
+  }
+
+  function ask(question) {
+    question = question.trim();
+    if (!question || pending) return;
+    ui.transcript.querySelector(".welcome")?.remove();
+    const { node, slot } = renderExchange(question);
+    ui.transcript.append(node);
+    run(question, node, slot);
+  }
+
+  async function run(question, node, slot) {
+    setBusy(true);
+    slot.replaceChildren(renderTyping());
+    node.scrollIntoView({ block: "end", behavior: motion() });
+    try {
+      const response = await postJSON("/ask", { question, top_k: TOP_K });
+      conversation.push({ question, response });
+      saveConversation();
+      slot.replaceChildren(...renderResponse(response));
+    } catch (error) {
+      slot.replaceChildren(renderError(error.message, () => { if (!pending) run(question, node, slot); }));
+    } finally {
+      setBusy(false);
+    }
+    node.scrollIntoView({ block: "start", behavior: motion() });
+  }
+
+  const motion = () => (matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth");
+
+  // ---------------------------------------------------------------- document panel
+
+  function showPanel(mode) {
+    if (ui.panel.hidden) {
+      panelOpener = document.activeElement;
+      ui.panel.hidden = false;
+      document.body.classList.add("panel-open");
+    }
+    ui.panel.dataset.mode = mode;
+    ui.documents.setAttribute("aria-expanded", String(mode === "list"));
+  }
+
+  function panelLoading(title) {
+    ui.panelTitle.textContent = title;
+    ui.panelMeta.textContent = "";
+    ui.panelBody.replaceChildren(el("p", { class: "panel-status", role: "status" }, "Loading…"));
+    ui.panelBody.setAttribute("aria-busy", "true");
+  }
+
+  function panelFailed(message) {
+    ui.panelBody.setAttribute("aria-busy", "false");
+    ui.panelBody.replaceChildren(el("p", { class: "panel-status panel-error", role: "alert" }, message));
+  }
+
+  /** Open one document, marking [start, end) as <mark id="cited"> or scrolling to a section anchor. */
+  async function openDocument(target, { url } = {}) {
+    const token = ++panelToken;
+    showPanel("document");
+    if (url !== undefined) setUrl(url);
+    ui.panelBack.hidden = false;
+    panelLoading("Document");
+    ui.panelTitle.focus();
+    let doc;
+    try {
+      doc = await fetchDocument(target.id);
+    } catch (error) {
+      if (token === panelToken) panelFailed(error.message);
+      return;
+    }
+    if (token !== panelToken) return;
+    renderDocument(doc, target);
+  }
+
+  function renderDocument(doc, target) {
+    const chars = doc.chars;
+    let { start, end } = target;
+    const valid = Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end;
+    if (!valid || end > chars.length) start = end = null;
+
+    ui.panelTitle.textContent = doc.title;
+    ui.panelMeta.textContent = doc.id;
+    const sections = doc.sections.length
+      ? doc.sections
+      : [{ title: doc.title, start: 0, end: chars.length, anchor: "document-text" }];
+    const article = el("article", { class: "doc-article" });
+    let cited = null;
+    let anchored = null;
+    sections.forEach((section, i) => {
+      const heading = el("h3", { id: section.anchor, class: "doc-section-title" }, section.title);
+      if (i === 0 && section.title === doc.title) heading.classList.add("visually-hidden");
+      let from = clampInt(section.start, 0, chars.length);
+      let to = clampInt(section.end, from, chars.length);
+      while (from < to && /\s/.test(chars[from])) from++;
+      while (to > from && /\s/.test(chars[to - 1])) to--;
+      const body = el("div", { class: "doc-text" });
+      const mark = appendMarked(body, chars, from, to, start, end, cited ? { class: "cited-more" } : { id: "cited" });
+      cited = cited || mark;
+      if (section.anchor === target.section) anchored = heading;
+      article.append(el("section", { class: "doc-section" }, heading, body));
+    });
+
+    const tools = el("div", { class: "doc-tools" });
+    if (cited) {
+      const jump = el("button", { type: "button", class: "button button-small" }, "Jump to the quote");
+      jump.addEventListener("click", () => cited.scrollIntoView({ block: "center", behavior: motion() }));
+      tools.append(el("p", { class: "doc-tools-note" }, "The cited passage is highlighted."), jump);
+    }
+    ui.panelBody.setAttribute("aria-busy", "false");
+    ui.panelBody.replaceChildren(...(cited ? [tools] : []), article);
+    ui.panelBody.scrollTop = 0;
+    if (cited) cited.scrollIntoView({ block: "center" });
+    else if (anchored) anchored.scrollIntoView({ block: "start" });
+  }
+
+  async function openDocumentList({ url } = {}) {
+    const token = ++panelToken;
+    showPanel("list");
+    if (url !== undefined) setUrl(url);
+    ui.panelBack.hidden = true;
+    panelLoading("Documents");
+    ui.panelTitle.focus();
+    let data;
+    try {
+      data = await requestJSON("/documents");
+    } catch (error) {
+      if (token === panelToken) panelFailed(error.message);
+      return;
+    }
+    if (token !== panelToken) return;
+    const sectionCount = data.documents.reduce((n, d) => n + d.sections.length, 0);
+    ui.panelMeta.textContent = `${data.documents.length} documents · ${sectionCount} sections`;
+    const built = new Date(data.built_at);
+    const builtText = Number.isNaN(built.getTime()) ? String(data.built_at) : built.toLocaleString();
+    const list = el("ul", { class: "doc-list" });
+    for (const doc of data.documents) {
+      const sections = el("ul", { class: "section-list" });
+      for (const s of doc.sections) {
+        const href = documentHref(doc.id, { section: s.anchor });
+        sections.append(el("li", {}, el("a", { class: "doc-link section-link", href }, s.title)));
+      }
+      list.append(el("li", { class: "doc-list-item" },
+        el("h3", { class: "doc-list-title" }, doc.title),
+        el("p", { class: "doc-list-id" }, doc.id),
+        sections));
+    }
+    ui.panelBody.setAttribute("aria-busy", "false");
+    ui.panelBody.replaceChildren(
+      el("p", { class: "index-info" }, "Index ", el("code", {}, data.index_version), ` · built ${builtText}`),
+      list,
+    );
+    ui.panelBody.scrollTop = 0;
+  }
+
+  function closePanel({ fromHistory = false } = {}) {
+    if (ui.panel.hidden) return;
+    panelToken++;
+    ui.panel.hidden = true;
+    document.body.classList.remove("panel-open");
+    ui.documents.setAttribute("aria-expanded", "false");
+    if (!fromHistory) {
+      if (history.state && history.state.hkaiPanel) history.back();
+      else history.replaceState(null, "", "/");
+    }
+    const back = panelOpener && panelOpener.isConnected && panelOpener !== document.body ? panelOpener : ui.question;
+    panelOpener = null;
+    back.focus();
+  }
+
+  /** At most one history entry per open panel, so closing it is one step back. */
+  function setUrl(url) {
+    if (url === location.pathname + location.search + location.hash) return;
+    if (history.state && history.state.hkaiPanel) history.replaceState({ hkaiPanel: true }, "", url);
+    else history.pushState({ hkaiPanel: true }, "", url);
+  }
+
+  /** Read ?doc=&section=&start=&end= (or ?view=documents) from a URL. */
+  function parseTarget(href) {
+    const url = new URL(href, location.origin);
+    const id = url.searchParams.get("doc");
+    if (!id) return url.searchParams.get("view") === "documents" ? { list: true } : null;
+    const number = (name) => {
+      const value = url.searchParams.get(name) || "";
+      return /^\d+$/.test(value) ? Number(value) : null;
+    };
+    let section = url.searchParams.get("section");
+    try {
+      section = section || decodeURIComponent(url.hash.slice(1)) || null;
+    } catch {
+      section = null; // a malformed #fragment
+    }
+    return { id, section, start: number("start"), end: number("end") };
+  }
+
+  function syncFromLocation() {
+    const target = parseTarget(location.href);
+    if (!target) closePanel({ fromHistory: true });
+    else if (target.list) openDocumentList();
+    else openDocument(target);
+  }
+
+  // ---------------------------------------------------------------- events
+
+  ui.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const question = ui.question.value;
+    if (!question.trim() || pending) return;
+    ui.question.value = "";
+    ask(question);
+    ui.question.focus();
+  });
+
+  ui.question.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    event.preventDefault();
+    ui.composer.requestSubmit();
+  });
+
+  document.addEventListener("click", (event) => {
+    const example = event.target.closest("button.example");
+    if (example) {
+      ask(example.dataset.question);
+      return;
+    }
+    const link = event.target.closest("a.doc-link");
+    if (!link || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    const target = parseTarget(link.getAttribute("href"));
+    if (!target || target.list) return;
+    event.preventDefault();
+    openDocument(target, { url: link.getAttribute("href") });
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !event.isComposing && !ui.panel.hidden) {
+      event.preventDefault();
+      closePanel();
+    }
+  });
+
+  ui.panelClose.addEventListener("click", () => closePanel());
+  ui.panelBack.addEventListener("click", () => openDocumentList({ url: "/?view=documents" }));
+  ui.documents.addEventListener("click", () => {
+    if (!ui.panel.hidden && ui.panel.dataset.mode === "list") closePanel();
+    else openDocumentList({ url: "/?view=documents" });
+  });
+  ui.clear.addEventListener("click", () => {
+    if (pending) return;
+    conversation = [];
+    saveConversation();
+    renderConversation();
+    ui.question.focus();
+  });
+  window.addEventListener("popstate", syncFromLocation);
+
+  renderConversation();
+  if (parseTarget(location.href)) syncFromLocation();
+})();
