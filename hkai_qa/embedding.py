@@ -82,7 +82,9 @@ def _load_model(model: str) -> SentenceTransformer:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # bars are noise in a CLI
     source = resolve_model(model)
     try:
         return SentenceTransformer(str(source), device="cpu", local_files_only=True)

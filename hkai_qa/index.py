@@ -102,7 +102,8 @@ def build_index(
     chunk_texts: list[str] = []
     for document in documents:
         local = split_sentences(document)
-        heading_budget = max(embedder.count_tokens([embedding_text(document, s, "")])[0] for s in document.sections)
+        headings = [embedding_text(document, section, "") for section in document.sections]
+        heading_budget = max(embedder.count_tokens(headings), default=0)
         for chunk in chunk_sentences(
             local, document, embedder.count_tokens, max(chunk_tokens - heading_budget, 32), len(chunks)
         ):
@@ -162,7 +163,7 @@ def build_index(
             "files": {name: _sha256(staging / name) for name in _FILES},
         }
         _write_json(staging / "manifest.json", manifest)  # written last: its presence marks a whole version
-        _fsync_dir(staging)
+        _fsync_tree(staging)
         final = versions / version
         staging.rename(final)
         _publish(index_dir, version)
@@ -239,8 +240,6 @@ def _document_from_json(data: dict[str, Any]) -> Document:
 def _write_json(path: Path, data: Any) -> None:
     with path.open("w", encoding="utf-8") as handle:
         json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _read_json(path: Path) -> Any:
@@ -255,10 +254,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_tree(path: Path) -> None:
+    """Flush every file of a folder and then the folder itself to disk."""
     for file in path.iterdir():
         with file.open("rb") as handle:
             os.fsync(handle.fileno())
+    _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -274,15 +278,7 @@ def _publish(index_dir: Path, version: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, index_dir / POINTER)
-    _fsync_dir_only(index_dir)
-
-
-def _fsync_dir_only(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    _fsync_dir(index_dir)
 
 
 def _prune(index_dir: Path, keep: int) -> None:

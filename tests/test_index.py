@@ -101,3 +101,15 @@ def test_failed_build_keeps_the_current_version(tiny_index, tmp_path, embedder):
     assert current_version(index_dir) == tiny_index[1].version
     assert not [p for p in (index_dir / VERSIONS).iterdir() if p.name.startswith(".")]
     load_index(index_dir, "all-MiniLM-L6-v2")
+
+
+def test_empty_and_heading_only_files_build_without_error(tmp_path, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "empty.md").write_text("", encoding="utf-8")
+    (corpus / "only-heading.md").write_text("# Just a title\n", encoding="utf-8")
+    (corpus / "real.txt").write_text("The harbour ferry leaves every ten minutes from Central.", encoding="utf-8")
+    summary = build_index(corpus, tmp_path / "index", embedder)
+    assert summary.documents == 3 and summary.chunks == 1
+    index = load_index(tmp_path / "index", "all-MiniLM-L6-v2")
+    assert index.documents["empty"].sections == ()
