@@ -30,6 +30,8 @@ _EXPECTS = (
 # A neighbour joins the answer when it adds this much of the question's weight and is nearly as close.
 _PAIR_GAIN = 0.2
 _PAIR_SIMILARITY_GAP = 0.12
+# Further citations must score within this margin of the answer: "up to top_k", never padding.
+_SUPPORT_MARGIN = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,9 @@ def extract_answer(
     sentence = index.sentences[candidates[0].sentence]
     first = cite(index, sentence.document_id, sentence.section, start, end, candidates[0].similarity)
     answer_span = (sentence.document_id, sentence.section, start, end)
-    citations = [first, *_supporting(candidates[1:], index, top_k - 1, answer_span)]
+    floor = candidates[0].score - _SUPPORT_MARGIN
+    supporting = [c for c in candidates[1:] if c.score >= floor]
+    citations = [first, *_supporting(supporting, index, top_k - 1, answer_span)]
     return Answer(question=question, text=first.quote, confidence=confidence, citations=tuple(citations))
 
 

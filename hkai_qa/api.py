@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import swagger_ui_bundle
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -115,7 +116,9 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
         responses={404: {"model": ErrorResponse, "description": "No such document."}},
         tags=["documents"],
     )
-    def document(document_id: str, qa: ServiceDep) -> DocumentOut:
+    def document(
+        document_id: Annotated[str, PathParam(description="Document id, e.g. `notes/finance`.")], qa: ServiceDep
+    ) -> DocumentOut:
         """One document's full text and sections; ids may contain `/` (e.g. `notes/finance`)."""
         found = qa.document(document_id)
         return DocumentOut(**_summary(found).model_dump(), text=found.text)
@@ -185,6 +188,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # the body could not be parsed (bad UTF-8, nesting, huge numbers)
+            return _error(400, "invalid_json", "the request body is not valid JSON")
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, kind, str(exc.detail))
 

@@ -14,10 +14,11 @@ _BLOCK_START = re.compile(r"^[ \t]*(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+|>[ \t]*|sour
 _LIST_MARKER = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)]|>)[ \t]*")
 _NOT_AN_ANSWER = re.compile(r"^\W*(?:sources?|references?|see also)\s*:", re.I)
 _MIN_WORDS = 4
-# blingfire sometimes ends a sentence after a title or reference abbreviation ("... banks. Dr." | "Chan ...").
-_ABBREVIATION_END = re.compile(
-    r"(?:^|\s|\()(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|No|Nos|Cap|Fig|Art|Sec|Vol|Mt|Gen|Rev|Hon|Gov|Sen|Rep|Ord)\.$"
-)
+# blingfire sometimes ends a sentence after a title ("... banks. Dr." | "Chan agreed.") or a reference
+# abbreviation ("see Cap." | "486 of the laws"). Titles always precede a name; references precede a number.
+_TITLE_END = re.compile(r"(?:^|\s|\()(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep)\.$")
+_REFERENCE_END = re.compile(r"(?:^|\s|\()(?:No|Nos|Cap|Fig|Art|Sec|Vol|Ord|pp?)\.$")
+_REFERENCE_NEXT = re.compile(r"\s*[\d(]")
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -91,7 +92,10 @@ def _sentence_spans(block: str) -> list[tuple[int, int]]:
     """blingfire's sentence offsets, with pieces that end in a title abbreviation joined to the next."""
     spans: list[tuple[int, int]] = []
     for a, b in blingfire.text_to_sentences_and_offsets(block)[1]:
-        if spans and _ABBREVIATION_END.search(block[spans[-1][0] : spans[-1][1]]):
+        previous = block[spans[-1][0] : spans[-1][1]] if spans else ""
+        if spans and (
+            _TITLE_END.search(previous) or (_REFERENCE_END.search(previous) and _REFERENCE_NEXT.match(block[a:b]))
+        ):
             spans[-1] = (spans[-1][0], b)
         else:
             spans.append((a, b))

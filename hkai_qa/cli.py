@@ -146,9 +146,20 @@ def _format_report(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """Entry point: domain errors become one line on stderr and exit status 1."""
+    """Entry point: domain, settings and file errors become one line on stderr and exit status 1."""
+    from pydantic import ValidationError
+
     try:
         app()
     except HkaiError as error:
-        typer.echo(f"error: {error.message}", err=True)
-        sys.exit(1)
+        _fail(error.message)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'setting'}: {e['msg']}" for e in error.errors())
+        _fail(f"invalid setting: {problems}")
+    except OSError as error:
+        _fail(f"{error.strerror or error.__class__.__name__}: {error.filename or ''}".rstrip(": "))
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(1)

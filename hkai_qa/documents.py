@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,14 @@ def load_corpus(corpus_dir: Path) -> list[Document]:
     if not corpus_dir.is_dir():
         raise CorpusNotFound(f"corpus folder not found: {corpus_dir}")
     documents = [read_document(path, corpus_dir) for path in _corpus_files(corpus_dir)]
+    sources: dict[str, str] = {}
+    for document in documents:
+        if document.id in sources:
+            raise InvalidRequest(
+                f"{sources[document.id]} and {document.source} would both be document {document.id!r}: "
+                "rename one of them"
+            )
+        sources[document.id] = document.source
     if not documents:
         kinds = ", ".join(sorted(SUFFIXES))
         raise EmptyCorpus(f"no documents ({kinds}) in corpus folder: {corpus_dir}")
@@ -43,7 +52,7 @@ def read_document(path: Path, corpus_dir: Path) -> Document:
     doc_id = relative.with_suffix("").as_posix()
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (as Notepad writes) is not text
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"{relative.as_posix()} is not UTF-8 text (byte {exc.start})") from exc
     return parse_document(doc_id, text, relative.as_posix())
@@ -151,19 +160,31 @@ def _plain_sections(text: str) -> tuple[str, list[_Span]]:
     first = 0
     if blocks and titles[0] and len(blocks) > 1:
         doc_title, first = titles[0] or "", 1
+    headings = [
+        i >= first and titles[i] is not None and i + 1 < len(blocks) and titles[i + 1] is None
+        for i in range(len(blocks))
+    ]
+    last_heading = max((i for i, h in enumerate(headings) if h), default=len(blocks))
+    usual_gap = statistics.median_low([b[3] for b in blocks[1:]] or [1])
     spans: list[_Span] = []
     current: tuple[str, int] | None = None  # (title, body start)
     body_end = -1
-    seen_heading = False
     for i in range(first, len(blocks)):
         start, end, _, gap = blocks[i]
-        is_heading = titles[i] is not None and i + 1 < len(blocks) and titles[i + 1] is None
-        closing = seen_heading and current is not None and body_end >= 0 and gap >= 2
+        is_heading = headings[i]
+        # Only an untitled paragraph after the last section, set apart by extra blank lines, closes the text.
+        closing = (
+            i > last_heading
+            and gap > max(usual_gap, 1)
+            and body_end >= 0
+            and current is not None
+            and current[0] != CONCLUSION
+        )
         if is_heading or closing or current is None:
             if current is not None and body_end >= 0:
                 spans.append((current[0], (current[0],), current[1], body_end))
             if is_heading:
-                current, body_end, seen_heading = (titles[i] or "", blocks[i + 1][0]), -1, True
+                current, body_end = (titles[i] or "", blocks[i + 1][0]), -1
                 continue
             label = CONCLUSION if closing else INTRODUCTION
             current, body_end = (label, start), -1

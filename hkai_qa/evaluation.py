@@ -16,11 +16,11 @@ import numpy as np
 
 from hkai_qa.answering import answer_features, extract_answer
 from hkai_qa.errors import InvalidRequest
+from hkai_qa.index import CALIBRATION_FEATURES
 from hkai_qa.retrieval import lexical_tokens
 from hkai_qa.service import QAService
 
 MODES = ("hybrid", "dense", "bm25")
-FEATURES = ("sentence_similarity", "coverage", "chunk_similarity", "unseen")
 _BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
 
 
@@ -181,7 +181,7 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values else 0.0
 
 
-def fit_calibration(outcomes: Sequence[Outcome], names: Sequence[str] = FEATURES) -> dict[str, Any]:
+def fit_calibration(outcomes: Sequence[Outcome], names: Sequence[str] = CALIBRATION_FEATURES) -> dict[str, Any]:
     """Fit the confidence model on tuning outcomes and pick the threshold that gets most questions right.
 
     A label is 1 when the best candidate, answered, would be right; unanswerable questions are 0.

@@ -23,7 +23,7 @@ import numpy as np
 from hkai_qa.chunking import chunk_sentences, split_sentences
 from hkai_qa.documents import load_corpus
 from hkai_qa.embedding import Embedder
-from hkai_qa.errors import IndexInvalid, IndexNotFound
+from hkai_qa.errors import EmptyCorpus, IndexInvalid, IndexNotFound
 from hkai_qa.types import Chunk, Document, Section, Sentence
 
 FORMAT_VERSION = 1
@@ -34,8 +34,9 @@ _FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "se
 
 # Abstention calibration: logistic weights over answer features, fitted on the tuning split of
 # tests/eval/questions.jsonl (see hkai_qa/evaluation.py); copied into every manifest.
+CALIBRATION_FEATURES = ("sentence_similarity", "coverage", "chunk_similarity", "unseen")
 DEFAULT_CALIBRATION: dict[str, Any] = {
-    "features": ["sentence_similarity", "coverage", "chunk_similarity", "unseen"],
+    "features": list(CALIBRATION_FEATURES),
     "weights": [2.7248, 1.1858, -0.6725, -1.4032],
     "bias": -1.1899,
     "threshold": 0.4,
@@ -120,6 +121,8 @@ def build_index(
             section = document.sections[chunk.section]
             chunk_texts.append(embedding_text(document, section, document.text[chunk.start : chunk.end]))
         sentences.extend(local)
+    if not chunks:
+        raise EmptyCorpus(f"no text to index in {corpus_dir}: every document is empty or only headings")
     by_id = {d.id: d for d in documents}
     report(f"embedding {len(chunks)} chunks and {len(sentences)} sentences")
     chunk_vectors = embedder.encode(chunk_texts)
@@ -190,7 +193,12 @@ def load_index(index_dir: Path, model: str) -> Index:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexInvalid(f"index version {version} in {index_dir} has no readable manifest") from exc
-    _validate(path, manifest, model)
+    try:
+        _validate(path, manifest, model)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise IndexInvalid(
+            f"index version {version} has a malformed manifest ({exc.__class__.__name__}: {exc})"
+        ) from exc
     docs = [_document_from_json(d) for d in _read_json(path / "documents.json")]
     documents = {d.id: d for d in docs}
     sentences = [Sentence(d, s, a, b, bool(c)) for d, s, a, b, c in _read_json(path / "sentences.json")]
@@ -224,6 +232,16 @@ def _validate(path: Path, manifest: dict[str, Any], model: str) -> None:
             raise IndexInvalid(f"index version {version}: {name} is missing or does not match its checksum")
     if set(manifest.get("files", {})) != set(_FILES):
         raise IndexInvalid(f"index version {version}: the manifest does not list the expected files")
+    calibration = manifest["calibration"]
+    if (
+        not set(calibration["features"]) <= set(CALIBRATION_FEATURES)
+        or len(calibration["features"]) != len(calibration["weights"])
+        or not 0 <= float(calibration["threshold"]) <= 1
+        or not isinstance(manifest["model"]["dimension"], int)
+        or not isinstance(manifest["counts"], dict)
+        or not isinstance(manifest["built_at"], str)
+    ):
+        raise IndexInvalid(f"index version {version}: the manifest is malformed")
 
 
 def _document_json(document: Document) -> dict[str, Any]:

@@ -13,14 +13,16 @@ class AskRequest(BaseModel):
     question: str = Field(
         ..., description="The question, 1 to 1,000 characters.", examples=["What are smart lampposts equipped with?"]
     )
-    top_k: int = Field(3, ge=1, le=MAX_TOP_K, description="How many citations to return at most (1-20).")
+    top_k: int = Field(3, ge=1, le=MAX_TOP_K, strict=True, description="How many citations to return at most (1-20).")
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(..., description="Words or a question to search for, 1 to 1,000 characters.", examples=["ASTRI"])
-    top_k: int = Field(10, ge=1, le=MAX_TOP_K, description="How many passages to return (1-20).")
+    query: str = Field(
+        ..., strict=True, description="Words or a question to search for, 1 to 1,000 characters.", examples=["ASTRI"]
+    )
+    top_k: int = Field(10, ge=1, le=MAX_TOP_K, strict=True, description="How many passages to return (1-20).")
 
 
 class CitationOut(BaseModel):
@@ -103,4 +105,4 @@ class ErrorBody(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    error: ErrorBody
+    error: ErrorBody = Field(description="What went wrong.")

@@ -39,7 +39,7 @@ class QAService:
     def ask(self, question: str, top_k: int = 3) -> tuple[Answer, float]:
         """Answer a question; returns the answer and the milliseconds it took."""
         started = time.perf_counter()
-        question = self._check(question, top_k)
+        question = self._check(question, top_k, "question")
         vector = self.embedder.encode([question])[0]
         hits = self.retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
         answer = extract_answer(question, vector, hits, self.retriever, top_k, self.settings.min_confidence)
@@ -48,7 +48,7 @@ class QAService:
     def search(self, query: str, top_k: int = 10) -> tuple[list[Passage], float]:
         """The best passages for a query, most relevant first, and the milliseconds it took."""
         started = time.perf_counter()
-        query = self._check(query, top_k)
+        query = self._check(query, top_k, "query")
         vector = self.embedder.encode([query])[0]
         hits = self.retriever.search(vector, lexical_tokens(query), top_k)
         passages = [
@@ -67,14 +67,19 @@ class QAService:
         try:
             return self.index.documents[document_id]
         except KeyError:
-            raise DocumentNotFound(f"no document with id {document_id!r}") from None
+            shown = document_id if len(document_id) <= 200 else document_id[:200] + "…"
+            raise DocumentNotFound(f"no document with id {shown!r}") from None
 
-    def _check(self, text: str, top_k: int) -> str:
+    def _check(self, text: str, top_k: int, field: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"the {field} is not valid Unicode text (it holds a lone surrogate)") from None
         text = text.strip()
-        if not text:
-            raise InvalidRequest("the question is empty")
+        if not any(character.isalnum() for character in text):
+            raise InvalidRequest(f"the {field} is empty (it has no letters or digits)")
         if len(text) > self.settings.max_question_chars:
-            raise InvalidRequest(f"the question is longer than {self.settings.max_question_chars} characters")
+            raise InvalidRequest(f"the {field} is longer than {self.settings.max_question_chars} characters")
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}")
         return text

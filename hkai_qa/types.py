@@ -85,4 +85,3 @@ class Answer:
     confidence: float
     citations: tuple[Citation, ...]
     related: tuple[Citation, ...] = field(default=())
-    highlight: tuple[int, int] | None = None

@@ -93,6 +93,9 @@ def test_health_reports_version_and_counts(client: httpx.Client):
         ({}, "question is required"),
         ({"question": 42}, "question"),
         ({"question": "ok", "topk": 3}, "topk"),
+        ({"question": "ok", "top_k": True}, "top_k"),
+        ({"question": "\u200b\x00 "}, "empty"),
+        ([], "body"),
     ],
 )
 def test_bad_ask_input_is_a_clear_422(client: httpx.Client, payload: dict[str, object], needle: str):
@@ -104,8 +107,21 @@ def test_malformed_json_is_a_clear_400(client: httpx.Client):
     assert "not valid JSON" in _error(response, 400)
 
 
+def test_unparseable_body_is_a_clear_400(client: httpx.Client):
+    response = client.post("/ask", content=b'{"question": "\xff\xfe"}', headers={"content-type": "application/json"})
+    assert "not valid JSON" in _error(response, 400)
+
+
+def test_lone_surrogate_escape_is_refused_and_the_connection_survives(client: httpx.Client):
+    body = b'{"question": "\\ud800"}'
+    assert "not valid Unicode" in _error(
+        client.post("/ask", content=body, headers={"content-type": "application/json"}), 422
+    )
+    assert client.get("/health").status_code == 200
+
+
 def test_bad_search_input_is_refused(client: httpx.Client):
-    assert "empty" in _error(client.post("/search", json={"query": " "}), 422)
+    assert "the query is empty" in _error(client.post("/search", json={"query": " "}), 422)
 
 
 def test_unknown_document_and_route_are_404(client: httpx.Client):

@@ -34,6 +34,14 @@ def _sentences(text: str, source: str = "t.txt") -> list[str]:
             ["Growth was 3.5 percent, e.g. in banks.", "Dr. Chan agreed with Prof. Lee."],
         ),
         (
+            "It works with the Royal College of Art. The other centres differ.",
+            ["It works with the Royal College of Art.", "The other centres differ."],
+        ),
+        (
+            "Growth was strong in banks. Dr. Chan agreed. See No. 5 below.",
+            ["Growth was strong in banks.", "Dr. Chan agreed.", "See No. 5 below."],
+        ),
+        (
             "He cited “over 800 AI companies.” The fund followed.",
             ["He cited “over 800 AI companies.”", "The fund followed."],
         ),

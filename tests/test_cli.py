@@ -54,6 +54,20 @@ def test_ask_off_topic_says_not_covered(built: Path):
     assert "don't cover" in result.stdout
 
 
+def test_undecodable_question_is_one_line_error(built: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hkai_qa", "ask", b"\xed\xa0\x80 lamppost", "--index", str(built)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the question is not valid Unicode text (it holds a lone surrogate)"
+    ]
+
+
 def test_serve_serves_the_index_it_is_given(built: Path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,6 +105,8 @@ def test_serve_serves_the_index_it_is_given(built: Path):
         (("build", "--corpus", "{tmp}", "--index", "{tmp}/i"), "no documents"),
         (("ask", "anything", "--index", "{tmp}/none"), "no index in"),
         (("serve", "--index", "{tmp}/none"), "no index in"),
+        (("serve", "--index", "{tmp}", "--port", "99999"), "invalid setting: port"),
+        (("ask", "anything", "--index", "/etc/passwd"), "no index in"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path, args: tuple[str, ...], message: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,17 @@ def article():
     return read_document(ROOT / "corpus" / "hong-kong-ai-ecosystem.txt", ROOT / "corpus")
 
 
+SEED_SHA256 = (
+    "844daf4236de7d0264b1ecceeb21fef892b473056647076b1a150fe7e7b2c710"  # shared/seeds/000_4ac96cfb31c63835.txt
+)
+
+
 def test_article_is_the_seed_byte_for_byte():
+    article = (ROOT / "corpus" / "hong-kong-ai-ecosystem.txt").read_bytes()
+    assert hashlib.sha256(article).hexdigest() == SEED_SHA256
     seed = ROOT.parent / "shared" / "seeds" / "000_4ac96cfb31c63835.txt"
-    if not seed.exists():
-        pytest.skip("the shared seed is not beside this checkout")
-    assert (ROOT / "corpus" / "hong-kong-ai-ecosystem.txt").read_bytes() == seed.read_bytes()
+    if seed.exists():
+        assert article == seed.read_bytes()
 
 
 def test_article_has_title_intro_seven_sections_and_conclusion(article):
@@ -116,3 +123,34 @@ def test_non_utf8_file_is_reported_not_mangled(tmp_path: Path):
     (tmp_path / "big5.txt").write_bytes("香港人工智能".encode("big5"))
     with pytest.raises(InvalidRequest, match=r"big5\.txt is not UTF-8"):
         load_corpus(tmp_path)
+
+
+def test_duplicate_ids_are_refused(tmp_path: Path):
+    (tmp_path / "x.md").write_text("# X\n\nMarkdown twin.", encoding="utf-8")
+    (tmp_path / "x.txt").write_text("Plain twin.", encoding="utf-8")
+    with pytest.raises(InvalidRequest, match=r"x\.md and x\.txt would both be document 'x'"):
+        load_corpus(tmp_path)
+
+
+def test_byte_order_mark_is_not_part_of_the_text(tmp_path: Path):
+    (tmp_path / "bom.md").write_bytes("\ufeff# BOM Title\n\nBody text.".encode())
+    (tmp_path / "plain.txt").write_bytes("\ufeffPlain Title\n\nBody text here.".encode())
+    documents = {d.id: d for d in load_corpus(tmp_path)}
+    assert documents["bom"].title == "BOM Title" and [s.title for s in documents["bom"].sections] == ["BOM Title"]
+    assert documents["plain"].title == "Plain Title" and not documents["plain"].text.startswith("\ufeff")
+
+
+def test_double_spaced_text_gets_no_spurious_conclusion():
+    text = "Doc Title\n\n\nIntro.\n\n\nBackground\n\n\nPara one.\n\n\nPara two.\n\n\nPara three.\n"
+    assert [s.title for s in parse_document("d", text, "d.txt").sections] == ["Introduction", "Background"]
+
+
+def test_closing_paragraph_only_after_the_last_heading():
+    text = "T\n\nIntro.\n\nOne\n\nA.\n\n\nB.\n\nTwo\n\nC.\n\n\nThe end.\n"
+    sections = parse_document("d", text, "d.txt").sections
+    assert [(s.title, text[s.start : s.end]) for s in sections] == [
+        ("Introduction", "Intro."),
+        ("One", "A.\n\n\nB."),
+        ("Two", "C."),
+        ("Conclusion", "The end."),
+    ]

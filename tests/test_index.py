@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hkai_qa.errors import IndexInvalid, IndexNotFound
+from hkai_qa.errors import EmptyCorpus, IndexInvalid, IndexNotFound
 from hkai_qa.index import FORMAT_VERSION, VERSIONS, build_index, current_version, load_index
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-corpus"
@@ -113,3 +113,32 @@ def test_empty_and_heading_only_files_build_without_error(tmp_path, embedder):
     assert summary.documents == 3 and summary.chunks == 1
     index = load_index(tmp_path / "index", "all-MiniLM-L6-v2")
     assert index.documents["empty"].sections == ()
+
+
+def test_corpus_without_text_is_refused_and_keeps_the_current_version(tiny_index, tmp_path, embedder):
+    index_dir = _copy(tiny_index[0], tmp_path)
+    corpus = tmp_path / "hollow"
+    corpus.mkdir()
+    (corpus / "empty.md").write_text("", encoding="utf-8")
+    (corpus / "heading.md").write_text("# Only a heading\n", encoding="utf-8")
+    with pytest.raises(EmptyCorpus, match="no text to index"):
+        build_index(corpus, index_dir, embedder)
+    assert current_version(index_dir) == tiny_index[1].version
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda m: m.update(calibration={"features": ["nope"], "weights": [1.0], "bias": 0, "threshold": 0.5}),
+        lambda m: m.pop("calibration"),
+        lambda m: m.update(model="x"),
+    ],
+)
+def test_malformed_manifest_is_refused(tiny_index, tmp_path, damage):
+    index_dir = _copy(tiny_index[0], tmp_path)
+    path = index_dir / VERSIONS / tiny_index[1].version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    damage(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexInvalid, match="manifest"):
+        load_index(index_dir, "all-MiniLM-L6-v2")

@@ -337,27 +337,3 @@ def test_documents_view(page: Page, server_url: str) -> None:
     expect(panel).to_be_hidden()
     page.go_forward()
     expect(panel).to_be_visible()
-
-
-def test_answer_highlight_when_given(page: Page, server_url: str) -> None:
-    """A `highlight: [start, end]` inside the answer (code points) is wrapped in <mark>; text stays verbatim."""
-    answer = "香港 🤖 smart lampposts carry AI-powered sensors <b>today</b>."
-    start = answer.index("AI-powered")
-    body = {
-        "question": "q",
-        "answer": answer,
-        "confidence": 0.9,
-        "highlight": [start, start + len("AI-powered sensors")],  # code points: the emoji counts once
-        "citations": [],
-        "related": [],
-        "index_version": "test",
-        "took_ms": 1.0,
-    }
-    page.route(
-        "**/ask", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
-    )
-    page.goto(server_url)
-    exchange = ask(page, "anything")
-    expect(exchange.locator(".answer mark")).to_have_text("AI-powered sensors")
-    assert exchange.locator(".answer-text").text_content() == answer
-    assert exchange.locator(".answer b").count() == 0
