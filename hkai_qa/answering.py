@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from hkai_qa.citations import cite
+from hkai_qa.highlighting import find_highlight
 from hkai_qa.index import Index
 from hkai_qa.retrieval import Retriever, lexical_tokens
 from hkai_qa.types import Answer, Citation, Hit
@@ -69,7 +70,13 @@ def extract_answer(
     floor = candidates[0].score - _SUPPORT_MARGIN
     supporting = [c for c in candidates[1:] if c.score >= floor]
     citations = [first, *_supporting(supporting, index, top_k - 1, answer_span)]
-    return Answer(question=question, text=first.quote, confidence=confidence, citations=tuple(citations))
+    return Answer(
+        question=question,
+        text=first.quote,
+        confidence=confidence,
+        citations=tuple(citations),
+        highlight=find_highlight(question, first.quote),
+    )
 
 
 def answer_features(

@@ -75,6 +75,7 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
             question=answer.question,
             answer=answer.text,
             confidence=answer.confidence,
+            highlight=list(answer.highlight) if answer.highlight else None,
             citations=[_citation(c) for c in answer.citations],
             related=[_citation(c) for c in answer.related],
             index_version=qa.index.version,

@@ -66,6 +66,7 @@ def ask(
             "question": answer.question,
             "answer": answer.text,
             "confidence": answer.confidence,
+            "highlight": list(answer.highlight) if answer.highlight else None,
             "citations": [asdict(c) for c in answer.citations],
             "related": [asdict(c) for c in answer.related],
             "index_version": service.index.version,

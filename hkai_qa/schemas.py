@@ -40,6 +40,10 @@ class AskResponse(BaseModel):
     question: str = Field(description="The question as answered (surrounding whitespace removed).")
     answer: str | None = Field(description="A verbatim span of the corpus, or null when the documents do not say.")
     confidence: float = Field(ge=0, le=1, description="How likely the answer is supported by the documents, 0 to 1.")
+    highlight: list[int] | None = Field(
+        description="[start, end] of the phrase that answers, as offsets inside `answer` (Unicode code points); "
+        "null when no phrase stands out or there is no answer."
+    )
     citations: list[CitationOut] = Field(description="Supporting spans; the first is the one the answer came from.")
     related: list[CitationOut] = Field(
         description="When there is no answer: the closest sections, for a reader to check."

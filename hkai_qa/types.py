@@ -85,3 +85,4 @@ class Answer:
     confidence: float
     citations: tuple[Citation, ...]
     related: tuple[Citation, ...] = field(default=())
+    highlight: tuple[int, int] | None = None  # the answering phrase, as offsets inside `text`

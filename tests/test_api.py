@@ -26,8 +26,12 @@ def test_ask_answers_with_a_verbatim_cited_span(client: httpx.Client):
     response = client.post("/ask", json={"question": "What are smart lampposts equipped with?"})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"question", "answer", "confidence", "citations", "related", "index_version", "took_ms"}
+    assert set(body) == {
+        "question", "answer", "confidence", "highlight", "citations", "related", "index_version", "took_ms"
+    }  # fmt: skip
     assert "AI-powered sensors" in body["answer"]
+    start, end = body["highlight"]
+    assert body["answer"][start:end] == "AI-powered sensors"
     assert 0 <= body["confidence"] <= 1 and body["took_ms"] > 0
     first = body["citations"][0]
     assert first["quote"] == body["answer"]
@@ -43,7 +47,7 @@ def test_ask_answers_with_a_verbatim_cited_span(client: httpx.Client):
 
 def test_ask_off_topic_is_null_with_related_sections(client: httpx.Client):
     body = client.post("/ask", json={"question": "Who won the 2018 World Cup?"}).json()
-    assert body["answer"] is None and body["citations"] == []
+    assert body["answer"] is None and body["citations"] == [] and body["highlight"] is None
     assert body["related"] and body["related"][0]["url"].startswith("/?doc=")
 
 

@@ -1,0 +1,100 @@
+"""Answer -> the tightest phrase that answers the question, as offsets inside the answer.
+
+No tagger: dates and amounts for "when" and "how many" questions; otherwise the phrase that follows
+the question's own words in the answer ("... equipped with [AI-powered sensors] demonstrate ...").
+"""
+
+from __future__ import annotations
+
+import re
+
+from hkai_qa.retrieval import STOPWORDS, lexical_tokens
+
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_DATE = re.compile(
+    rf"\b(?:\d{{1,2}}\s+{_MONTH}\s+(?:19|20)\d\d|{_MONTH}\s+\d{{1,2}},?\s+(?:19|20)\d\d|{_MONTH}\s+(?:19|20)\d\d"
+    rf"|(?:early|mid|late)-?\s?(?:19|20)\d\d|(?:19|20)\d\d(?:/\d\d|-\d\d)?)\b"
+)
+_AMOUNT = re.compile(
+    r"(?<![\w.$-])(?:HK\$|US\$|RMB\s?|\$)?\d[\d,]*(?:\.\d+)?(?:-\d+)?\+?(?:-[a-z]+)?"
+    r"(?:\s?(?:%|per\s?cent))?(?:\s(?:billion|million|thousand|hundred))?(?:\s(?!of\b|in\b|to\b|for\b)[a-z][a-z-]+)?"
+)
+_WHEN = re.compile(r"^\W*(when|what (year|date|month|day))\b|\b(since|until) when\b", re.I)
+_HOW_MUCH = re.compile(r"\bhow (many|much|large|big|long|old|fast|far)\b|\bwhat (percentage|share|amount)\b", re.I)
+_WORD = re.compile(r"[^\W_]+(?:[’'.$&/-][^\W_]+)*")
+_DETERMINERS = frozenset({"the", "a", "an", "its", "their", "his", "her", "this", "these", "those"})
+_CONNECTORS = frozenset({"and", "of", "for", "&", "de"})
+_MAX_WORDS = 10
+
+
+def find_highlight(question: str, answer: str) -> tuple[int, int] | None:
+    """(start, end) inside `answer` of the phrase that answers, or None when no phrase stands out."""
+    typed = _typed_match(question, answer)
+    if typed is not None:
+        return typed
+    asked = set(lexical_tokens(question))
+    words = list(_WORD.finditer(answer))
+    in_question = [bool(set(lexical_tokens(w.group())) & asked) for w in words]
+    best: tuple[int, int] | None = None
+    best_length = 0
+    for i in range(len(words)):
+        # A phrase can start right after each run of the question's own words (and stopwords).
+        if not in_question[i] or (i + 1 < len(words) and in_question[i + 1]):
+            continue
+        run = _phrase_after(answer, words, in_question, i + 1)
+        if len(run) > best_length:
+            best, best_length = (run[0].start(), run[-1].end()), len(run)
+    if best is None:
+        return None
+    start, end = best
+    if answer[start:end].count("(") > answer[start:end].count(")") and ")" in answer[end : end + 30]:
+        end = answer.index(")", end) + 1
+    return start, end
+
+
+def _phrase_after(answer: str, words: list[re.Match[str]], in_question: list[bool], i: int) -> list[re.Match[str]]:
+    while i < len(words) and words[i].group().lower() in STOPWORDS:
+        i += 1
+    run: list[re.Match[str]] = []
+    for j in range(i, min(i + _MAX_WORDS, len(words))):
+        word = words[j]
+        lower = word.group().lower()
+        following = words[j + 1] if j + 1 < len(words) else None
+        proper_name_goes_on = (
+            lower in _CONNECTORS
+            and bool(run)
+            and run[-1].group()[0].isupper()
+            and following is not None
+            and following.group()[0].isupper()
+        )
+        if (lower in STOPWORDS and not proper_name_goes_on) or (in_question[j] and not run):
+            break
+        if following is not None and following.group().lower() in _DETERMINERS:
+            break  # a word followed by "the" is mostly a verb: the phrase ends before it
+        run.append(word)
+        if following is None or _breaks(answer, word, following):
+            break
+    return run
+
+
+def _typed_match(question: str, answer: str) -> tuple[int, int] | None:
+    pattern = _DATE if _WHEN.search(question) else _AMOUNT if _HOW_MUCH.search(question) else None
+    if pattern is None:
+        return None
+    asked = question.lower()
+    for match in pattern.finditer(answer):
+        start, end = match.span()
+        last = answer[start:end].rsplit(" ", 1)
+        if len(last) == 2 and last[1].lower() in STOPWORDS:
+            end -= len(last[1]) + 1
+        text = answer[start:end]
+        if text.lower() in asked or (pattern is _AMOUNT and re.fullmatch(r"(19|20)\d\d(-\d\d)?", text)):
+            continue  # words of the question, or a bare year, are not the amount asked for
+        return start, end
+    return None
+
+
+def _breaks(text: str, left: re.Match[str], right: re.Match[str]) -> bool:
+    """Whether punctuation between two words ends a clause (brackets and quotes do not)."""
+    between = text[left.end() : right.start()]
+    return bool(re.search(r"[,;:.!?—–]|\s-\s", between))

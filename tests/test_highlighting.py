@@ -1,0 +1,51 @@
+"""The answering phrase inside an answer: dates, amounts, and the phrase after the question's words."""
+
+from __future__ import annotations
+
+import pytest
+
+from hkai_qa.highlighting import find_highlight
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "phrase"),
+    [
+        (
+            "What are smart lampposts equipped with?",
+            "Innovations like smart lampposts equipped with AI-powered sensors demonstrate the city’s commitment.",
+            "AI-powered sensors",
+        ),
+        ("When was ASTRI founded?", "ASTRI was founded by the HKSAR Government in 2000 to do research.", "2000"),
+        ("When did the centre open?", "The centre opened on 9 December 2024 in Cyberport.", "9 December 2024"),
+        (
+            "How much did the Budget allocate?",
+            "The 2024-25 Budget allocated HK$3 billion for a scheme.",
+            "HK$3 billion",
+        ),
+        ("How much computing power does it have?", "It has a computing power of 1,300 petaflops.", "1,300 petaflops"),
+        (
+            "What is Cap. 486?",
+            "Cap. 486 is the Personal Data (Privacy) Ordinance, enacted in 1995.",
+            "Personal Data (Privacy) Ordinance",
+        ),
+        (
+            "What is HKSTP?",
+            "HKSTP is the Hong Kong Science and Technology Parks Corporation, formed in 2001.",
+            "Hong Kong Science and Technology Parks Corporation",
+        ),
+    ],
+)
+def test_highlight_is_the_answering_phrase(question: str, answer: str, phrase: str):
+    span = find_highlight(question, answer)
+    assert span is not None
+    assert answer[span[0] : span[1]] == phrase
+
+
+def test_no_highlight_when_nothing_in_the_answer_relates_to_the_question():
+    assert find_highlight("Who won the World Cup?", "Lampposts carry sensors.") is None
+
+
+def test_offsets_count_code_points_with_emoji_and_cjk():
+    answer = "香港 🤖 lampposts are equipped with AI-powered sensors on every pole."
+    start, end = find_highlight("What are lampposts equipped with?", answer) or (0, 0)
+    assert answer[start:end] == "AI-powered sensors"
