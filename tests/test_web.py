@@ -5,11 +5,12 @@ states go to $HKAI_QA_SCREENSHOTS (`make screenshots` sets it to docs/ for the R
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(os.environ.get("HKAI_QA_SCREENSHOTS") or Path(tempfile.gettempdir()) / "hkai-qa-screenshots")
 LAMPPOSTS = "What are smart lampposts equipped with?"
 OFF_TOPIC = "Who won the 2018 World Cup?"
+LAMPPOST_PHRASE = "AI-powered sensors"  # the tightest answering phrase, highlighted
 SCRIPT_PAYLOAD = "<script>window.__pwned = 1</script>"
 IMG_PAYLOAD = '<img src=x onerror="window.__pwned = 2">'
 
@@ -43,9 +45,11 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def _new_page(browser: Browser, width: int = 1280, height: int = 800) -> tuple[Page, list[str]]:
+def _new_page(
+    browser: Browser, width: int = 1280, height: int = 800, color_scheme: Literal["light", "dark"] = "light"
+) -> tuple[Page, list[str]]:
     context = browser.new_context(
-        viewport={"width": width, "height": height}, color_scheme="light", reduced_motion="reduce"
+        viewport={"width": width, "height": height}, color_scheme=color_scheme, reduced_motion="reduce"
     )
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -84,6 +88,28 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / name))
 
 
+def hold_requests(page: Page, pattern: str) -> list[Route]:
+    """Keep matching requests waiting (the caller continues or aborts them) to see the page mid-request."""
+    held: list[Route] = []
+    page.route(pattern, lambda route: held.append(route))
+    return held
+
+
+def wait_for_held(page: Page, held: list[Route]) -> Route:
+    for _ in range(200):
+        if held:
+            return held[0]
+        page.wait_for_timeout(25)
+    raise AssertionError("the request never left the page")
+
+
+def luminance(css_colour: str) -> float:
+    """Relative luminance (0 black .. 1 white) of a computed `rgb(r, g, b)` colour."""
+    channels = [int(n) / 255 for n in re.findall(r"\d+", css_colour)[:3]]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
 def test_answer_with_sources(page: Page, server_url: str) -> None:
     page.goto(server_url)
     expect(page.locator("button.example")).to_have_count(4)
@@ -91,14 +117,30 @@ def test_answer_with_sources(page: Page, server_url: str) -> None:
 
     expect(exchange.locator(".bubble-user")).to_contain_text(LAMPPOSTS)
     answer = exchange.locator(".answer")
-    expect(answer).to_contain_text("AI-powered sensors")
-    expect(answer.locator(".answer-cue")).to_contain_text("confidence")
+    expect(answer.locator(".answer-text")).to_contain_text(LAMPPOST_PHRASE)
+    # The answering phrase is highlighted (the API's `highlight` offsets), not the whole sentence.
+    marked = answer.locator(".answer-text mark")
+    expect(marked).to_have_count(1)
+    expect(marked).to_contain_text(LAMPPOST_PHRASE)
+    marked_text = marked.text_content() or ""
+    answer_text = answer.locator(".answer-text").text_content() or ""
+    assert len(marked_text) < len(answer_text) / 2
+
     cards = exchange.locator(".source-card")
-    assert cards.count() >= 1
+    assert cards.count() >= 2
+    title = cards.first.locator(".source-title").text_content()
     section = cards.first.locator(".source-section").text_content()
     assert section in {"Smart City Initiatives", "Smart lampposts"}
-    expect(answer.locator(".answer-cue")).to_contain_text(f"› {section}")
-    expect(cards.first.locator("blockquote")).not_to_be_empty()
+    # The confidence cue is in words: where the answer is from, and how sure the page is.
+    cue = answer.locator(".answer-cue")
+    expect(cue).to_contain_text(f"From {title}, section {section}")
+    expect(cue).to_contain_text(re.compile(r"(high|medium|low) confidence"))
+    expect(cue).not_to_contain_text(re.compile(r"\d\.\d"))
+    # The first card quotes the answer with the same phrase marked; the others quote plainly.
+    quote = cards.first.locator("blockquote")
+    expect(quote).to_have_text(answer_text)
+    expect(quote.locator("mark")).to_have_text(marked_text)
+    expect(cards.locator("blockquote mark")).to_have_count(1)
     expect(page.locator(".welcome")).to_have_count(0)
     screenshot(page, "screenshot-answer.png")
 
@@ -277,54 +319,97 @@ def test_copy_answer_with_its_source(page: Page, server_url: str) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server_url)
     page.goto(server_url)
     exchange = ask(page, LAMPPOSTS)
-    section = exchange.locator(".source-card .source-section").first.text_content()
-    exchange.get_by_role("button", name="Copy").click()
-    expect(exchange.locator(".copy-button")).to_have_text("Copied")
+    card = exchange.locator(".source-card").first
+    title = card.locator(".source-title").text_content()
+    section = card.locator(".source-section").text_content()
+    answer = exchange.locator(".answer-text").text_content() or ""
+    exchange.get_by_role("button", name="Copy the answer and its source").click()
+    expect(exchange.locator(".copy-button")).to_contain_text("Copied")
     copied = page.evaluate("navigator.clipboard.readText()")
-    assert "AI-powered sensors" in copied
-    assert f"› {section}" in copied
+    assert copied.startswith(answer)
+    assert f"{title} › {section}" in copied
+    assert f"{server_url}/?doc=" in copied  # a link that opens the cited span
 
 
-def test_server_errors_offer_retry(page: Page, server_url: str) -> None:
-    held: list[Route] = []
-    page.route("**/ask", lambda route: held.append(route))
+def test_waiting_disables_send_and_shows_typing(page: Page, server_url: str) -> None:
+    held = hold_requests(page, "**/ask")
     page.goto(server_url)
     page.fill("#question", LAMPPOSTS)
     page.press("#question", "Enter")
-    typing = page.locator(".typing")
+    route = wait_for_held(page, held)
+
+    typing = page.get_by_role("status")
     expect(typing).to_contain_text("Searching the documents…")
-    expect(page.locator("#send")).to_be_disabled()
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(20)
-    error = {"error": {"type": "internal_error", "message": "something went wrong on our side"}}
-    held[0].fulfill(status=500, content_type="application/json", body=json.dumps(error))
+    expect(typing.locator(".typing-dots")).to_be_visible()
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    expect(page.locator("#transcript")).to_have_attribute("aria-busy", "true")
+    page.fill("#question", OFF_TOPIC)  # a second question cannot jump the queue
+    page.press("#question", "Enter")
+    page.wait_for_timeout(150)
+    expect(page.locator(".exchange")).to_have_count(1)
+    assert len(held) == 1
 
-    alert = page.get_by_role("alert")
-    expect(alert).to_contain_text("something went wrong on our side")
-    expect(typing).to_have_count(0)
-    expect(page.locator("#send")).to_be_enabled()
+    route.continue_()  # the real server answers
+    expect(page.locator(".answer")).to_contain_text(LAMPPOST_PHRASE)
+    expect(page.locator(".typing")).to_have_count(0)
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    expect(page.locator("#transcript")).to_have_attribute("aria-busy", "false")
+    assert page.locator("#question").input_value() == OFF_TOPIC  # not lost: it can be sent now
     page.unroute("**/ask")
 
+
+def test_server_error_is_readable(page: Page, server_url: str) -> None:
+    page.goto(server_url)
+    # Past the box's maxlength (a script can do that), so the real server refuses the question.
+    page.locator("#question").evaluate("(box, n) => { box.value = 'x'.repeat(n); }", 1001)
+    page.press("#question", "Enter")
+    alert = page.locator(".exchange").get_by_role("alert")
+    expect(alert).to_contain_text("Couldn't get an answer.")
+    expect(alert).to_contain_text("longer than 1000 characters")  # the server's own words
+    expect(alert.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.locator(".typing")).to_have_count(0)
+
+    exchange = ask(page, LAMPPOSTS)  # the page is not stuck
+    expect(exchange.locator(".answer")).to_contain_text(LAMPPOST_PHRASE)
+
+
+def test_server_down_offers_retry(page: Page, server_url: str) -> None:
+    page.goto(server_url)
     page.route("**/ask", lambda route: route.abort())  # the server is down
+    exchange = ask(page, LAMPPOSTS)
+    alert = exchange.get_by_role("alert")
+    expect(alert).to_contain_text("Can't reach the server.")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
     alert.get_by_role("button", name="Retry").click()
-    expect(page.get_by_role("alert")).to_contain_text("Can't reach the server.")
+    expect(alert).to_contain_text("Can't reach the server.")  # still down: still readable
+    expect(page.locator(".typing")).to_have_count(0)
     page.unroute("**/ask")
 
-    page.get_by_role("alert").get_by_role("button", name="Retry").click()
-    expect(page.locator(".answer")).to_contain_text("AI-powered sensors")
+    exchange.get_by_role("alert").get_by_role("button", name="Retry").click()
+    expect(exchange.locator(".answer")).to_contain_text(LAMPPOST_PHRASE)
     expect(page.get_by_role("alert")).to_have_count(0)
     expect(page.locator(".exchange")).to_have_count(1)
+    page.reload()  # the answered retry is part of the saved conversation
+    expect(page.locator(".exchange .answer")).to_contain_text(LAMPPOST_PHRASE)
 
 
 def test_documents_view(page: Page, server_url: str) -> None:
     listing = page.request.get(f"{server_url}/documents").json()
     page.goto(server_url)
-    page.click("#documents-button")
+    page.get_by_role("button", name="Documents").click()
+    expect(page.get_by_role("dialog", name="Documents")).to_be_visible()
     panel = page.locator("#doc-panel")
     expect(panel.locator(".doc-list-item")).to_have_count(len(listing["documents"]))
-    expect(panel.locator(".index-info")).to_contain_text(listing["index_version"])
+    for document in listing["documents"]:
+        expect(panel.get_by_role("heading", name=document["title"], exact=True)).to_be_visible()
+    sections = sum(len(document["sections"]) for document in listing["documents"])
+    expect(panel.locator("a.section-link")).to_have_count(sections)
+    expect(panel).to_contain_text(f"{len(listing['documents'])} documents · {sections} sections")
+    info = panel.locator(".index-info")
+    expect(info).to_contain_text(listing["index_version"])
+    built = info.locator("time")  # the build time, readable, with the exact instant in `datetime`
+    expect(built).to_have_attribute("datetime", listing["built_at"])
+    expect(built).to_contain_text(listing["built_at"][:4])
     expect(panel).to_contain_text("notes/smart-city")
     screenshot(page, "screenshot-documents.png")
 
@@ -337,3 +422,100 @@ def test_documents_view(page: Page, server_url: str) -> None:
     expect(panel).to_be_hidden()
     page.go_forward()
     expect(panel).to_be_visible()
+
+
+def test_dark_theme_follows_the_system(browser: Browser, server_url: str) -> None:
+    colours = {}
+    for scheme in ("light", "dark"):
+        page, problems = _new_page(browser, color_scheme=scheme)
+        try:
+            page.goto(server_url)
+            exchange = ask(page, LAMPPOSTS)
+            colours[scheme] = {
+                name: page.locator(selector).evaluate(f"el => getComputedStyle(el).{prop}")
+                for name, selector, prop in [
+                    ("page", "body", "backgroundColor"),
+                    ("text", "body", "color"),
+                    ("bubble", ".answer", "backgroundColor"),
+                    ("mark", ".answer-text mark", "backgroundColor"),
+                ]
+            }
+            expect(exchange.locator(".answer")).to_be_visible()
+        finally:
+            page.context.close()
+        assert problems == []
+    light, dark = colours["light"], colours["dark"]
+    for name in light:
+        assert light[name] != dark[name], f"{name} looks the same in both themes"
+    assert luminance(light["page"]) > 0.8 > 0.05 > luminance(dark["page"])
+    assert luminance(dark["text"]) > 0.6 > 0.05 > luminance(light["text"])
+    assert luminance(dark["bubble"]) < 0.05
+
+
+def test_screen_reader_semantics(page: Page, server_url: str) -> None:
+    page.goto(server_url)
+    log = page.get_by_role("log", name="Conversation")
+    expect(log).to_have_attribute("aria-live", "polite")
+    expect(page.get_by_role("textbox", name="Your question")).to_be_visible()
+    for name in ("Send", "Documents", "Clear conversation", LAMPPOSTS):
+        expect(page.get_by_role("button", name=name, exact=True)).to_have_count(1)
+    expect(page.get_by_role("link", name="API", exact=True)).to_be_visible()
+
+    exchange = ask(page, LAMPPOSTS)
+    expect(log.locator(".exchange")).to_have_count(1)  # replies are added inside the live log
+    expect(exchange.get_by_role("button", name="Copy the answer and its source")).to_be_visible()
+    section = exchange.locator(".source-section").first.text_content()
+    expect(
+        exchange.get_by_role("link", name=re.compile(f"^Open in document: .+ › {re.escape(section or '')}$")).first
+    ).to_be_visible()
+    page.get_by_role("button", name="Documents").click()
+    expect(page.get_by_role("dialog", name="Documents").locator(".doc-list")).to_be_visible()
+    expect(page.get_by_role("button", name="Close document view")).to_be_visible()
+
+    # Every control on the page has an accessible name (an unnamed one shows as a bare `- button`).
+    tree = page.locator("body").aria_snapshot()
+    unnamed = re.findall(r"^\s*- (button|link|textbox|checkbox|combobox)\s*(?::|$)", tree, flags=re.M)
+    assert unnamed == [], tree
+
+
+def test_fonts_are_local_and_cover_chinese(page: Page, server_url: str) -> None:
+    page.goto(server_url)
+    family = page.locator("body").evaluate("el => getComputedStyle(el).fontFamily")
+    assert any(cjk in family for cjk in ("PingFang HK", "Noto Sans CJK TC", "Microsoft JhengHei")), family
+    assert page.locator("#question").evaluate("el => getComputedStyle(el).fontFamily") == family
+    # No web fonts or remote stylesheets at all: system fonts only, so nothing to fetch.
+    assert page.evaluate("document.fonts.size") == 0
+    sheets = page.evaluate("[...document.styleSheets].map(s => s.href)")
+    assert sheets == [f"{server_url}/static/style.css"]
+    scripts = page.evaluate("[...document.scripts].map(s => s.src)")
+    assert scripts == [f"{server_url}/static/app.js"]  # no framework download
+
+
+def test_content_security_policy_is_enforced(browser: Browser, server_url: str) -> None:
+    page, problems = _new_page(browser)
+    page.route("https://example.com/**", lambda route: route.abort())  # in case the policy lets them out
+    try:
+        response = page.goto(server_url)
+        assert response is not None
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "script-src 'self'" in policy
+        violations = page.evaluate(
+            """async () => {
+                const seen = [];
+                document.addEventListener("securitypolicyviolation", (e) => seen.push(e.violatedDirective));
+                const script = document.createElement("script");
+                script.textContent = "window.__inline = 1";
+                document.body.append(script);
+                const image = new Image();
+                image.src = "https://example.com/tracker.png";
+                document.body.append(image);
+                await fetch("https://example.com/").catch(() => null);
+                await new Promise((resolve) => setTimeout(resolve, 200));
+                return seen;
+            }"""
+        )
+        assert page.evaluate("window.__inline") is None
+        assert {"script-src-elem", "img-src", "connect-src"} <= set(violations), violations
+    finally:
+        page.context.close()
+    assert problems, "the browser reported no CSP violation"

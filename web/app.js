@@ -131,7 +131,7 @@
     try {
       response = await fetch(path, { ...options, headers: { Accept: "application/json", ...options.headers } });
     } catch {
-      throw new Error("Can't reach the server.");
+      throw new Error("Can't reach the server. Check that it is running, then retry.");
     }
     let data = null;
     try {
@@ -210,36 +210,62 @@
     return typeof response.answer === "string" ? renderAnswer(response) : renderNoAnswer(response);
   }
 
-  function renderAnswer(response) {
-    const chars = Array.from(response.answer);
-    const text = el("p", { class: "answer-text" });
+  /** The answering phrase as [start, end) code points inside the answer, or null when there is none. */
+  function highlightOf(response) {
     const hl = response.highlight;
-    const hasHighlight = Array.isArray(hl) && hl.length === 2 && Number.isInteger(hl[0]) && Number.isInteger(hl[1]);
-    appendMarked(text, chars, 0, chars.length, hasHighlight ? hl[0] : null, hasHighlight ? hl[1] : null);
+    if (!Array.isArray(hl) || hl.length !== 2 || !hl.every(Number.isInteger)) return null;
+    const [start, end] = hl;
+    return start >= 0 && start < end && end <= Array.from(response.answer).length ? [start, end] : null;
+  }
+
+  /** Text with its answering phrase (if any) in a <mark>. */
+  function markedText(tag, attrs, text, highlight) {
+    const chars = Array.from(text);
+    const node = el(tag, attrs);
+    appendMarked(node, chars, 0, chars.length, highlight ? highlight[0] : null, highlight ? highlight[1] : null);
+    return node;
+  }
+
+  function confidenceWords(confidence) {
+    const value = Number(confidence) || 0;
+    if (value >= 0.75) return "high confidence";
+    if (value >= 0.55) return "medium confidence";
+    return "low confidence: check the source";
+  }
+
+  function renderAnswer(response) {
+    const highlight = highlightOf(response);
+    const text = markedText("p", { class: "answer-text" }, response.answer, highlight);
 
     const citations = Array.isArray(response.citations) ? response.citations : [];
     const first = citations[0];
-    const confidence = `confidence ${Number(response.confidence || 0).toFixed(2)}`;
     const cue = el("p", { class: "answer-cue" });
-    if (first) cue.append(`From ${first.document_title} › ${first.section}`);
-    cue.append(el("span", { class: "cue-confidence" }, first ? ` · ${confidence}` : confidence));
+    if (first) cue.append("From ", el("cite", {}, first.document_title), `, section ${first.section} · `);
+    const score = `Confidence score ${Number(response.confidence || 0).toFixed(2)}`;
+    cue.append(el("span", { class: "cue-confidence", title: score }, confidenceWords(response.confidence)));
 
-    const copy = el("button", { type: "button", class: "button button-small copy-button" }, "Copy");
-    copy.addEventListener("click", () => copyAnswer(copy, response));
+    const label = el("span", {}, "Copy");
+    const copy = el("button", { type: "button", class: "button button-small copy-button" },
+      label, hidden(" the answer and its source"));
+    copy.addEventListener("click", () => copyAnswer(label, response));
 
     const footer = el("div", { class: "answer-footer" }, cue, copy);
     const bubble = el("div", { class: "bubble bubble-bot answer" }, text, footer);
     const parts = [bubble];
     if (citations.length) {
       const cards = el("ol", { class: "sources" });
-      citations.forEach((c, i) => cards.append(renderSourceCard(c, i)));
-      const label = el("p", { class: "sources-label", "aria-hidden": "true" }, "Sources");
-      parts.push(el("section", { class: "sources-block", "aria-label": "Sources" }, label, cards));
+      citations.forEach((c, i) => {
+        // The first citation is the answer itself, so its quote gets the same phrase marked.
+        const marked = i === 0 && c.quote === response.answer ? highlight : null;
+        cards.append(renderSourceCard(c, i, marked));
+      });
+      const heading = el("p", { class: "sources-label", "aria-hidden": "true" }, "Sources");
+      parts.push(el("section", { class: "sources-block", "aria-label": "Sources" }, heading, cards));
     }
     return parts;
   }
 
-  function renderSourceCard(c, index) {
+  function renderSourceCard(c, index, highlight) {
     return el(
       "li",
       { class: "source-card" },
@@ -251,9 +277,12 @@
           el("p", { class: "source-title" }, c.document_title),
           el("p", { class: "source-section" }, c.section)),
       ),
-      el("blockquote", { class: "source-quote" }, c.quote),
-      el("a", { class: "open-source doc-link", href: citationHref(c) },
-        "Open in document", hidden(`: ${c.document_title} › ${c.section}`)),
+      markedText("blockquote", { class: "source-quote" }, c.quote, highlight),
+      el("a", {
+        class: "open-source doc-link",
+        href: citationHref(c),
+        "aria-label": `Open in document: ${c.document_title} › ${c.section}`,
+      }, "Open in document"),
     );
   }
 
@@ -275,7 +304,8 @@
     return [bubble];
   }
 
-  async function copyAnswer(button, response) {
+  /** Copy the answer with its citation; `label` is the copy button's visible text, which confirms it. */
+  async function copyAnswer(label, response) {
     const c = (response.citations || [])[0];
     const link = c ? new URL(citationHref(c), location.origin) : "";
     const text = c ? `${response.answer}\n\n— ${c.document_title} › ${c.section}\n${link}` : response.answer;
@@ -291,8 +321,8 @@
       ok = document.execCommand("copy");
       scratch.remove();
     }
-    button.textContent = ok ? "Copied" : "Copy failed";
-    setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    label.textContent = ok ? "Copied" : "Copy failed";
+    setTimeout(() => { label.textContent = "Copy"; }, 2000);
   }
 
   function renderConversation() {
@@ -443,7 +473,9 @@
     const sectionCount = data.documents.reduce((n, d) => n + d.sections.length, 0);
     ui.panelMeta.textContent = `${data.documents.length} documents · ${sectionCount} sections`;
     const built = new Date(data.built_at);
-    const builtText = Number.isNaN(built.getTime()) ? String(data.built_at) : built.toLocaleString();
+    const builtText = Number.isNaN(built.getTime())
+      ? String(data.built_at)
+      : built.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
     const list = el("ul", { class: "doc-list" });
     for (const doc of data.documents) {
       const sections = el("ul", { class: "section-list" });
@@ -458,7 +490,10 @@
     }
     ui.panelBody.setAttribute("aria-busy", "false");
     ui.panelBody.replaceChildren(
-      el("p", { class: "index-info" }, "Index ", el("code", {}, data.index_version), ` · built ${builtText}`),
+      el("p", { class: "doc-list-intro" }, "Ask about anything in these documents, or open a section to read it."),
+      el("p", { class: "index-info" },
+        "Index ", el("code", {}, data.index_version),
+        " · built ", el("time", { datetime: data.built_at }, builtText)),
       list,
     );
     ui.panelBody.scrollTop = 0;
