@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from hkai_qa.citations import cite
-from hkai_qa.highlighting import find_highlight
+from hkai_qa.highlighting import expected_answer, find_highlight
 from hkai_qa.index import Index
 from hkai_qa.retrieval import Retriever, lexical_tokens
 from hkai_qa.types import Answer, Citation, Hit
@@ -22,12 +22,10 @@ _COVERAGE_WEIGHT = 0.35
 _RANK_WEIGHT = 0.1
 # "When ...?" wants a date and "How many ...?" a number: sentences that have one rank a little higher.
 _TYPE_WEIGHT = 0.05
-_EXPECTS = (
-    (re.compile(r"^\W*(when|what (year|date|month|day))\b|\b(since|until) when\b", re.I),
-     re.compile(r"\b(1[89]|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I)),
-    (re.compile(r"\bhow (many|much|large|big|long|old|fast|far)\b|\bwhat (percentage|share|proportion|amount)\b", re.I),
-     re.compile(r"\d")),
-)  # fmt: skip
+_HOLDS = {
+    "date": re.compile(r"\b(1[89]|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I),
+    "amount": re.compile(r"\d"),
+}
 # A neighbour joins the answer when it adds this much of the question's weight and is nearly as close.
 _PAIR_GAIN = 0.2
 _PAIR_SIMILARITY_GAP = 0.12
@@ -112,7 +110,9 @@ def _question_weights(question: str, retriever: Retriever) -> dict[str, float]:
 
 
 def _expected_type(question: str) -> re.Pattern[str] | None:
-    return next((answer for asks, answer in _EXPECTS if asks.search(question)), None)
+    """A loose test that a sentence holds the kind of answer the question asks for, if it asks for one."""
+    kind = expected_answer(question)
+    return None if kind is None else _HOLDS[kind]
 
 
 def _coverage(weights: dict[str, float], tokens: Set[str]) -> float:

@@ -20,7 +20,6 @@ from hkai_qa.errors import HkaiError
 from hkai_qa.schemas import (
     AskRequest,
     AskResponse,
-    CitationOut,
     DocumentList,
     DocumentOut,
     DocumentSummary,
@@ -32,7 +31,7 @@ from hkai_qa.schemas import (
     SectionOut,
 )
 from hkai_qa.service import QAService
-from hkai_qa.types import Citation, Document
+from hkai_qa.types import Document
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 CONTENT_SECURITY_POLICY = (
@@ -71,16 +70,7 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     def ask(body: AskRequest, qa: ServiceDep) -> AskResponse:
         """Answer a question with a verbatim span and its citations, or `answer: null`."""
         answer, took = qa.ask(body.question, body.top_k)
-        return AskResponse(
-            question=answer.question,
-            answer=answer.text,
-            confidence=answer.confidence,
-            highlight=list(answer.highlight) if answer.highlight else None,
-            citations=[_citation(c) for c in answer.citations],
-            related=[_citation(c) for c in answer.related],
-            index_version=qa.index.version,
-            took_ms=round(took, 2),
-        )
+        return AskResponse.from_answer(answer, qa.index.version, took)
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS, tags=["questions"])
     def search(body: SearchRequest, qa: ServiceDep) -> SearchResponse:
@@ -139,10 +129,6 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     _add_pages(app)
     _add_error_handlers(app)
     return app
-
-
-def _citation(citation: Citation) -> CitationOut:
-    return CitationOut(**{name: getattr(citation, name) for name in CitationOut.model_fields})
 
 
 def _summary(document: Document) -> DocumentSummary:

@@ -53,11 +53,13 @@ def chunk_sentences(
     count_tokens: TokenCounter,
     max_tokens: int,
     first_id: int = 0,
+    first_sentence: int = 0,
 ) -> list[Chunk]:
     """Group consecutive sentences of one section into windows of at most `max_tokens` word pieces.
 
     Windows never cross sections; neighbouring windows share one sentence so that an answer
-    spanning a boundary still sits whole in some chunk.
+    spanning a boundary still sits whole in some chunk. Ids count from `first_id` and sentence numbers
+    from `first_sentence`, so the chunks of many documents share one numbering.
     """
     text = document.text
     sizes = count_tokens([text[s.start : s.end] for s in sentences])
@@ -79,8 +81,8 @@ def chunk_sentences(
                 section=sentences[i].section,
                 start=sentences[i].start,
                 end=sentences[j].end,
-                first_sentence=i,
-                last_sentence=j,
+                first_sentence=first_sentence + i,
+                last_sentence=first_sentence + j,
             )
         )
         at_section_end = j + 1 >= len(sentences) or sentences[j + 1].section != sentences[i].section

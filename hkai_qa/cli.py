@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,22 +56,13 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")] = False,
 ) -> None:
     """Answer one question from the index."""
+    from hkai_qa.schemas import AskResponse
     from hkai_qa.service import QAService
 
     service = QAService(_settings(index_dir=index))
     answer, took = service.ask(question, top_k)
     if as_json:
-        payload = {
-            "question": answer.question,
-            "answer": answer.text,
-            "confidence": answer.confidence,
-            "highlight": list(answer.highlight) if answer.highlight else None,
-            "citations": [asdict(c) for c in answer.citations],
-            "related": [asdict(c) for c in answer.related],
-            "index_version": service.index.version,
-            "took_ms": round(took, 2),
-        }
-        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        typer.echo(AskResponse.from_answer(answer, service.index.version, took).model_dump_json(indent=2))
         return
     if answer.text is None:
         typer.echo("The documents don't cover this.")

@@ -75,10 +75,9 @@ def run(service: QAService, questions: Sequence[Question], top_k: int = 3) -> li
         started = time.perf_counter()
         answer, _ = service.ask(question.question, top_k)
         latency = (time.perf_counter() - started) * 1000
-        vector = service.embedder.encode([question.question])[0]
+        vector, hits = service.retrieve(question.question, top_k)
         tokens = lexical_tokens(question.question)
         ranks = {mode: _section_rank(service, question, vector, tokens, mode) for mode in MODES}
-        hits = service.retriever.search(vector, tokens, max(service.settings.candidates, top_k))
         best = extract_answer(question.question, vector, hits, service.retriever, top_k, min_confidence=0.0)
         outcomes.append(
             Outcome(

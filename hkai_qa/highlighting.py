@@ -7,6 +7,7 @@ the question's own words in the answer ("... equipped with [AI-powered sensors] 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from hkai_qa.retrieval import STOPWORDS, lexical_tokens
 
@@ -20,7 +21,9 @@ _AMOUNT = re.compile(
     r"(?:\s?(?:%|per\s?cent))?(?:\s(?:billion|million|thousand|hundred))?(?:\s(?!of\b|in\b|to\b|for\b)[a-z][a-z-]+)?"
 )
 _WHEN = re.compile(r"^\W*(when|what (year|date|month|day))\b|\b(since|until) when\b", re.I)
-_HOW_MUCH = re.compile(r"\bhow (many|much|large|big|long|old|fast|far)\b|\bwhat (percentage|share|amount)\b", re.I)
+_HOW_MUCH = re.compile(
+    r"\bhow (many|much|large|big|long|old|fast|far)\b|\bwhat (percentage|share|proportion|amount)\b", re.I
+)
 _WORD = re.compile(r"[^\W_]+(?:[’'.$&/-][^\W_]+)*")
 _DETERMINERS = frozenset({"the", "a", "an", "its", "their", "his", "her", "this", "these", "those"})
 _CONNECTORS = frozenset({"and", "of", "for", "&", "de"})
@@ -77,10 +80,16 @@ def _phrase_after(answer: str, words: list[re.Match[str]], in_question: list[boo
     return run
 
 
+def expected_answer(question: str) -> Literal["date", "amount"] | None:
+    """ "date" for "when ...?", "amount" for "how many / how much ...?", else None."""
+    return "date" if _WHEN.search(question) else "amount" if _HOW_MUCH.search(question) else None
+
+
 def _typed_match(question: str, answer: str) -> tuple[int, int] | None:
-    pattern = _DATE if _WHEN.search(question) else _AMOUNT if _HOW_MUCH.search(question) else None
-    if pattern is None:
+    kind = expected_answer(question)
+    if kind is None:
         return None
+    pattern = _DATE if kind == "date" else _AMOUNT
     asked = question.lower()
     for match in pattern.finditer(answer):
         start, end = match.span()

@@ -105,18 +105,8 @@ def build_index(
         local = split_sentences(document)
         headings = [embedding_text(document, section, "") for section in document.sections]
         heading_budget = max(embedder.count_tokens(headings), default=0)
-        for chunk in chunk_sentences(
-            local, document, embedder.count_tokens, max(chunk_tokens - heading_budget, 32), len(chunks)
-        ):
-            chunk = Chunk(
-                id=chunk.id,
-                document_id=chunk.document_id,
-                section=chunk.section,
-                start=chunk.start,
-                end=chunk.end,
-                first_sentence=chunk.first_sentence + len(sentences),
-                last_sentence=chunk.last_sentence + len(sentences),
-            )
+        budget = max(chunk_tokens - heading_budget, 32)
+        for chunk in chunk_sentences(local, document, embedder.count_tokens, budget, len(chunks), len(sentences)):
             chunks.append(chunk)
             section = document.sections[chunk.section]
             chunk_texts.append(embedding_text(document, section, document.text[chunk.start : chunk.end]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from hkai_qa.service import MAX_TOP_K
+from hkai_qa.types import Answer, Citation
 
 
 class AskRequest(BaseModel):
@@ -35,6 +36,10 @@ class CitationOut(BaseModel):
     score: float = Field(description="Similarity of the quote to the question, 0 to 1.")
     url: str = Field(description="Link that opens the document in the chat page at this section, span marked.")
 
+    @classmethod
+    def from_citation(cls, citation: Citation) -> CitationOut:
+        return cls(**{name: getattr(citation, name) for name in cls.model_fields})
+
 
 class AskResponse(BaseModel):
     question: str = Field(description="The question as answered (surrounding whitespace removed).")
@@ -50,6 +55,20 @@ class AskResponse(BaseModel):
     )
     index_version: str = Field(description="Version of the index that answered.")
     took_ms: float = Field(description="Time spent answering, in milliseconds.")
+
+    @classmethod
+    def from_answer(cls, answer: Answer, index_version: str, took_ms: float) -> AskResponse:
+        """The one shape of an answer, for the API and `hkai-qa ask --json` alike."""
+        return cls(
+            question=answer.question,
+            answer=answer.text,
+            confidence=answer.confidence,
+            highlight=list(answer.highlight) if answer.highlight else None,
+            citations=[CitationOut.from_citation(c) for c in answer.citations],
+            related=[CitationOut.from_citation(c) for c in answer.related],
+            index_version=index_version,
+            took_ms=round(took_ms, 2),
+        )
 
 
 class SearchHit(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from hkai_qa.answering import extract_answer
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
@@ -40,10 +42,14 @@ class QAService:
         """Answer a question; returns the answer and the milliseconds it took."""
         started = time.perf_counter()
         question = self._check(question, top_k, "question")
-        vector = self.embedder.encode([question])[0]
-        hits = self.retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
+        vector, hits = self.retrieve(question, top_k)
         answer = extract_answer(question, vector, hits, self.retriever, top_k, self.settings.min_confidence)
         return answer, (time.perf_counter() - started) * 1000
+
+    def retrieve(self, question: str, top_k: int = 3) -> tuple[np.ndarray, list[Hit]]:
+        """The question's vector and the chunks whose sentences compete for the answer."""
+        vector = self.embedder.encode([question])[0]
+        return vector, self.retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
 
     def search(self, query: str, top_k: int = 10) -> tuple[list[Passage], float]:
         """The best passages for a query, most relevant first, and the milliseconds it took."""
