@@ -395,14 +395,20 @@
     ui.panelBody.replaceChildren(el("p", { class: "panel-status panel-error", role: "alert" }, message));
   }
 
+  /** Show the panel in `mode` with a loading title; returns the token that later replies must match. */
+  function beginPanel(mode, title, url) {
+    const token = ++panelToken;
+    showPanel(mode);
+    if (url !== undefined) setUrl(url);
+    ui.panelBack.hidden = mode === "list";
+    panelLoading(title);
+    ui.panelTitle.focus();
+    return token;
+  }
+
   /** Open one document, marking [start, end) as <mark id="cited"> or scrolling to a section anchor. */
   async function openDocument(target, { url } = {}) {
-    const token = ++panelToken;
-    showPanel("document");
-    if (url !== undefined) setUrl(url);
-    ui.panelBack.hidden = false;
-    panelLoading("Document");
-    ui.panelTitle.focus();
+    const token = beginPanel("document", "Document", url);
     let doc;
     try {
       doc = await fetchDocument(target.id);
@@ -456,12 +462,7 @@
   }
 
   async function openDocumentList({ url } = {}) {
-    const token = ++panelToken;
-    showPanel("list");
-    if (url !== undefined) setUrl(url);
-    ui.panelBack.hidden = true;
-    panelLoading("Documents");
-    ui.panelTitle.focus();
+    const token = beginPanel("list", "Documents", url);
     let data;
     try {
       data = await requestJSON("/documents");
