@@ -1,4 +1,8 @@
-"""Read a corpus folder into Documents with titled sections and character offsets into each file."""
+"""Read a corpus folder into Documents with titled sections and character offsets into each document's text.
+
+Markdown and plain text are stored as they are; HTML pages and PDFs are stored as the text formats.py takes
+out of them (Markdown for a page, the text layer of each page for a PDF), so offsets always index Document.text.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ import hashlib
 import re
 import statistics
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from markdown_it import MarkdownIt
 
-from hkai_qa.errors import CorpusNotFound, EmptyCorpus, InvalidRequest
-from hkai_qa.types import Document, Section
+from hkai_qa.errors import CorpusNotFound, EmptyCorpus, InvalidRequest, UnreadableDocument, UnsupportedFormat
+from hkai_qa.formats import Extracted, Heading, extract_html, extract_pdf, has_words
+from hkai_qa.types import Corpus, Document, Section
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 TEXT_SUFFIXES = frozenset({".txt"})
-SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+PDF_SUFFIXES = frozenset({".pdf"})
+SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 
 INTRODUCTION = "Introduction"
 CONCLUSION = "Conclusion"
@@ -27,50 +34,117 @@ _MAX_HEADING_WORDS = 15
 _MAX_HEADING_CHARS = 120
 
 
-def load_corpus(corpus_dir: Path) -> list[Document]:
-    """Read every .md, .markdown and .txt file under `corpus_dir` (recursively), sorted by id."""
+def load_corpus(corpus_dir: Path) -> Corpus:
+    """Read every supported file under `corpus_dir` (recursively); unreadable files are skipped with a reason."""
     if not corpus_dir.is_dir():
         raise CorpusNotFound(f"corpus folder not found: {corpus_dir}")
-    documents = [read_document(path, corpus_dir) for path in _corpus_files(corpus_dir)]
+    paths = list(_corpus_files(corpus_dir))
     sources: dict[str, str] = {}
-    for document in documents:
-        if document.id in sources:
+    for path in paths:
+        relative = path.relative_to(corpus_dir).as_posix()
+        doc_id = _document_id(relative)
+        if doc_id in sources:  # checked by name, so fixing an unreadable file never turns into a clash later
             raise InvalidRequest(
-                f"{sources[document.id]} and {document.source} would both be document {document.id!r}: "
-                "rename one of them"
+                f"{sources[doc_id]} and {relative} would both be document {doc_id!r}: rename one of them"
             )
-        sources[document.id] = document.source
+        sources[doc_id] = relative
+    documents: list[Document] = []
+    skipped: list[tuple[str, str]] = []
+    for path in paths:
+        relative = path.relative_to(corpus_dir).as_posix()
+        try:
+            documents.append(_decode(_read_bytes(path), relative))
+        except UnreadableDocument as exc:
+            skipped.append((relative, exc.message))
     if not documents:
         kinds = ", ".join(sorted(SUFFIXES))
+        if skipped:
+            first, reason = skipped[0]
+            raise EmptyCorpus(
+                f"no readable documents in corpus folder {corpus_dir}: {len(skipped)} file(s) skipped, "
+                f"the first because {first}: {reason}"
+            )
         raise EmptyCorpus(f"no documents ({kinds}) in corpus folder: {corpus_dir}")
-    return sorted(documents, key=lambda d: d.id)
+    return Corpus(documents=tuple(sorted(documents, key=lambda d: d.id)), skipped=tuple(skipped))
 
 
 def read_document(path: Path, corpus_dir: Path) -> Document:
     """Read one file; its id is its path relative to the corpus without the extension."""
-    relative = path.relative_to(corpus_dir)
-    doc_id = relative.with_suffix("").as_posix()
-    raw = path.read_bytes()
+    relative = path.relative_to(corpus_dir).as_posix()
+    return decode_document(_read_bytes(path, relative), relative)
+
+
+def decode_document(raw: bytes, relative: str) -> Document:
+    """Turn a file's bytes into a Document; `relative` is its posix path in the corpus and gives its id."""
     try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark (as Notepad writes) is not text
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"{relative.as_posix()} is not UTF-8 text (byte {exc.start})") from exc
-    return parse_document(doc_id, text, relative.as_posix())
+        return _decode(raw, relative)
+    except UnreadableDocument as exc:
+        raise UnreadableDocument(f"{relative}: {exc.message}") from exc
 
 
 def parse_document(doc_id: str, text: str, source: str) -> Document:
-    """Split text into sections: Markdown headings for .md/.markdown, heading lines for plain text."""
-    markdown = Path(source).suffix.lower() in MARKDOWN_SUFFIXES
-    title, spans = _markdown_sections(text) if markdown else _plain_sections(text)
-    sections = _with_anchors(spans)
+    """Split text into sections: Markdown headings for .md/.markdown (and HTML's Markdown), heading lines else."""
+    if Path(source).suffix.lower() in MARKDOWN_SUFFIXES | HTML_SUFFIXES:
+        title, spans = _heading_sections(text, _markdown_headings(text))
+    else:
+        title, spans = _plain_sections(text)
+    return _document(doc_id, title, source, text, spans)
+
+
+def _decode(raw: bytes, relative: str) -> Document:
+    """decode_document without the file name in its errors, which load_corpus lists beside the name."""
+    suffix = PurePosixPath(relative).suffix.lower()
+    if suffix not in SUFFIXES:
+        kinds = ", ".join(sorted(SUFFIXES))
+        found = f"{suffix!r} files" if suffix else "files without an extension"
+        raise UnsupportedFormat(f"{relative}: {found} are not supported (supported: {kinds})")
+    if not raw:
+        raise UnreadableDocument("empty file")
+    doc_id = _document_id(relative)
+    if suffix in HTML_SUFFIXES:
+        document = _extracted_document(doc_id, relative, extract_html(raw))
+        missing = "no main text (navigation, scripts, headers, footers and sidebars are not read)"
+    elif suffix in PDF_SUFFIXES:
+        document = _extracted_document(doc_id, relative, extract_pdf(raw))
+        missing = "no text layer (a scanned PDF?)"
+    else:
+        try:
+            text = raw.decode("utf-8-sig")  # a byte-order mark (as Notepad writes) is not text
+        except UnicodeDecodeError as exc:
+            raise UnreadableDocument(f"not UTF-8 text (byte {exc.start})") from exc
+        document = parse_document(doc_id, text, relative)
+        missing = "no text outside headings" if has_words(text) else "no text"
+    if not any(has_words(document.text[s.start : s.end]) for s in document.sections):
+        raise UnreadableDocument(missing)
+    return document
+
+
+def _extracted_document(doc_id: str, source: str, extracted: Extracted) -> Document:
+    _, spans = _heading_sections(extracted.text, list(extracted.headings))
+    return _document(doc_id, extracted.title, source, extracted.text, spans)
+
+
+def _document(doc_id: str, title: str, source: str, text: str, spans: list[_Span]) -> Document:
     return Document(
         id=doc_id,
         title=title or _title_from_id(doc_id),
         source=source,
         text=text,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        sections=tuple(sections),
+        sections=tuple(_with_anchors(spans)),
     )
+
+
+def _document_id(relative: str) -> str:
+    return PurePosixPath(relative).with_suffix("").as_posix()
+
+
+def _read_bytes(path: Path, relative: str | None = None) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        reason = f"cannot be read ({exc.strerror or exc})"
+        raise UnreadableDocument(f"{relative}: {reason}" if relative else reason) from exc
 
 
 def _corpus_files(corpus_dir: Path) -> Iterator[Path]:
@@ -93,16 +167,21 @@ def _line_offsets(text: str) -> list[int]:
 _Span = tuple[str, tuple[str, ...], int, int]
 
 
-def _markdown_sections(text: str) -> tuple[str, list[_Span]]:
+def _markdown_headings(text: str) -> list[Heading]:
     tokens = MarkdownIt("commonmark").parse(text)
     lines = _line_offsets(text)
-    headings: list[tuple[int, str, int, int]] = []  # level, title, heading start, body start
+    headings: list[Heading] = []
     for i, token in enumerate(tokens):
         if token.type == "heading_open" and token.map:
-            level = int(token.tag[1])
-            title = tokens[i + 1].content.strip()
             first, last = token.map
-            headings.append((level, title, lines[first], lines[min(last, len(lines) - 1)]))
+            headings.append(
+                (int(token.tag[1]), tokens[i + 1].content.strip(), lines[first], lines[min(last, len(lines) - 1)])
+            )
+    return headings
+
+
+def _heading_sections(text: str, headings: list[Heading]) -> tuple[str, list[_Span]]:
+    """Sections between headings, each with the path of headings above it; text before the first is the intro."""
     title = next((h[1] for h in headings if h[0] == 1), headings[0][1] if headings else "")
     spans: list[_Span] = []
     if headings and text[: headings[0][2]].strip():

@@ -49,3 +49,17 @@ class IndexInvalid(HkaiError):
 class ModelNotFound(HkaiError):
     status = 503
     type = "model_not_found"
+
+
+class UnsupportedFormat(HkaiError):
+    """A file type the document stage does not read."""
+
+    status = 415
+    type = "unsupported_format"
+
+
+class UnreadableDocument(HkaiError):
+    """A file of a supported type whose text cannot be read: not decodable, damaged, encrypted or empty."""
+
+    status = 422
+    type = "unreadable_document"

@@ -86,3 +86,11 @@ class Answer:
     citations: tuple[Citation, ...]
     related: tuple[Citation, ...] = field(default=())
     highlight: tuple[int, int] | None = None  # the answering phrase, as offsets inside `text`
+
+
+@dataclass(frozen=True, slots=True)
+class Corpus:
+    """The readable documents of a corpus folder, sorted by id, and the files skipped as (source, reason)."""
+
+    documents: tuple[Document, ...]
+    skipped: tuple[tuple[str, str], ...]

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from hkai_qa.documents import load_corpus, parse_document, read_document
-from hkai_qa.errors import CorpusNotFound, EmptyCorpus, InvalidRequest
+from hkai_qa.documents import SUFFIXES, decode_document, load_corpus, parse_document, read_document
+from hkai_qa.errors import CorpusNotFound, EmptyCorpus, InvalidRequest, UnreadableDocument, UnsupportedFormat
+from hkai_qa.types import Corpus
 
 ROOT = Path(__file__).resolve().parent.parent
+FORMATS = ROOT / "tests" / "fixtures" / "formats"
 ARTICLE_SECTIONS = [
     "Introduction",
     "The Rise of Hong Kong AI",
@@ -105,11 +107,41 @@ def test_load_corpus_reads_md_markdown_txt_recursively_with_ids(tmp_path: Path):
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
     (tmp_path / "sub" / "b.md").write_text("# B\n\nBeta text.", encoding="utf-8")
     (tmp_path / "sub" / "deeper" / "c.markdown").write_text("# C\n\nGamma.", encoding="utf-8")
-    (tmp_path / "ignored.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "ignored.docx").write_bytes(b"PK\x03\x04")
     (tmp_path / ".hidden.md").write_text("# H\n\nhidden", encoding="utf-8")
-    documents = load_corpus(tmp_path)
-    assert [d.id for d in documents] == ["a", "sub/b", "sub/deeper/c"]
-    assert [d.title for d in documents] == ["A", "B", "C"]
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    corpus = load_corpus(tmp_path)
+    assert isinstance(corpus, Corpus) and corpus.skipped == ()
+    assert [d.id for d in corpus.documents] == ["a", "sub/b", "sub/deeper/c"]
+    assert [d.title for d in corpus.documents] == ["A", "B", "C"]
+
+
+def test_suffixes_cover_text_markdown_html_and_pdf():
+    assert {".md", ".markdown", ".txt", ".html", ".htm", ".pdf"} <= SUFFIXES
+
+
+def test_load_corpus_reads_good_files_of_every_format_and_skips_bad_ones_with_reasons(tmp_path: Path):
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "article.html").write_bytes((FORMATS / "article.html").read_bytes())
+    (tmp_path / "report.PDF").write_bytes((FORMATS / "report.pdf").read_bytes())
+    (tmp_path / "notes.md").write_text("# Notes\n\nGood text.", encoding="utf-8")
+    (tmp_path / "scanned.pdf").write_bytes((FORMATS / "scanned.pdf").read_bytes())
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "empty.md").write_bytes(b"")
+    (tmp_path / "headings.md").write_text("# Only\n\n## Headings\n", encoding="utf-8")
+    corpus = load_corpus(tmp_path)
+    assert [d.id for d in corpus.documents] == ["notes", "report", "web/article"]
+    assert [d.source for d in corpus.documents] == ["notes.md", "report.PDF", "web/article.html"]
+    assert [s.title for s in corpus.documents[1].sections] == ["Page 1", "Page 2", "Page 3"]
+    skipped = dict(corpus.skipped)
+    assert list(skipped) == ["broken.pdf", "empty.md", "headings.md", "latin1.txt", "scanned.pdf"]
+    assert skipped["broken.pdf"].startswith("not a readable PDF (")
+    assert skipped["empty.md"] == "empty file"
+    assert skipped["headings.md"] == "no text outside headings"
+    assert skipped["latin1.txt"] == "not UTF-8 text (byte 3)"
+    assert skipped["scanned.pdf"] == "no text layer (a scanned PDF?)"
 
 
 def test_missing_and_empty_corpus_are_clear_errors(tmp_path: Path):
@@ -119,10 +151,56 @@ def test_missing_and_empty_corpus_are_clear_errors(tmp_path: Path):
         load_corpus(tmp_path)
 
 
-def test_non_utf8_file_is_reported_not_mangled(tmp_path: Path):
+def test_corpus_of_only_unreadable_files_says_how_many_and_why(tmp_path: Path):
     (tmp_path / "big5.txt").write_bytes("香港人工智能".encode("big5"))
-    with pytest.raises(InvalidRequest, match=r"big5\.txt is not UTF-8"):
+    (tmp_path / "zero.md").write_bytes(b"")
+    message = r"no readable documents .*: 2 file\(s\) skipped, the first because big5\.txt: not UTF-8 text \(byte 0\)"
+    with pytest.raises(EmptyCorpus, match=message):
         load_corpus(tmp_path)
+
+
+def test_non_utf8_text_is_reported_with_its_byte_offset_not_mangled():
+    with pytest.raises(UnreadableDocument, match=r"^notes/cafe\.txt: not UTF-8 text \(byte 3\)$") as error:
+        decode_document(b"caf\xe9 au lait", "notes/cafe.txt")
+    assert error.value.status == 422 and error.value.type == "unreadable_document"
+    # A byte offset, not a character offset: "ı" takes two bytes.
+    with pytest.raises(UnreadableDocument, match=r"^m\.md: not UTF-8 text \(byte 6\)$"):
+        decode_document("# Tı\n".encode() + b"\xff", "m.md")
+
+
+@pytest.mark.parametrize(
+    ("raw", "relative", "reason"),
+    [
+        (b"", "empty.txt", "empty file"),
+        (b"", "empty.pdf", "empty file"),
+        (b" \n\t\n", "blank.md", "no text"),
+        (b"# Title\n\n## Part\n", "headings.md", "no text outside headings"),
+        (b"---\n\n***\n", "rules.md", "no text"),
+    ],
+)
+def test_empty_and_textless_files_are_unreadable(raw: bytes, relative: str, reason: str):
+    with pytest.raises(UnreadableDocument) as error:
+        decode_document(raw, relative)
+    assert error.value.message == f"{relative}: {reason}"
+
+
+def test_unsupported_format_lists_the_supported_ones():
+    with pytest.raises(UnsupportedFormat) as error:
+        decode_document(b"PK\x03\x04", "reports/annual.docx")
+    assert error.value.status == 415 and error.value.type == "unsupported_format"
+    assert error.value.message == (
+        "reports/annual.docx: '.docx' files are not supported (supported: .htm, .html, .markdown, .md, .pdf, .txt)"
+    )
+    with pytest.raises(UnsupportedFormat, match="files without an extension"):
+        decode_document(b"text", "README")
+
+
+def test_decode_document_matches_read_document(tmp_path: Path):
+    (tmp_path / "guides").mkdir()
+    path = tmp_path / "guides" / "intro.md"
+    path.write_text("# Intro\n\nHello there.", encoding="utf-8")
+    assert decode_document(path.read_bytes(), "guides/intro.md") == read_document(path, tmp_path)
+    assert read_document(path, tmp_path).id == "guides/intro"
 
 
 def test_duplicate_ids_are_refused(tmp_path: Path):
@@ -130,12 +208,16 @@ def test_duplicate_ids_are_refused(tmp_path: Path):
     (tmp_path / "x.txt").write_text("Plain twin.", encoding="utf-8")
     with pytest.raises(InvalidRequest, match=r"x\.md and x\.txt would both be document 'x'"):
         load_corpus(tmp_path)
+    (tmp_path / "x.txt").unlink()
+    (tmp_path / "x.pdf").write_bytes(b"%PDF-1.4 garbage")  # unreadable, yet its name still clashes
+    with pytest.raises(InvalidRequest, match=r"x\.md and x\.pdf would both be document 'x'"):
+        load_corpus(tmp_path)
 
 
 def test_byte_order_mark_is_not_part_of_the_text(tmp_path: Path):
     (tmp_path / "bom.md").write_bytes("\ufeff# BOM Title\n\nBody text.".encode())
     (tmp_path / "plain.txt").write_bytes("\ufeffPlain Title\n\nBody text here.".encode())
-    documents = {d.id: d for d in load_corpus(tmp_path)}
+    documents = {d.id: d for d in load_corpus(tmp_path).documents}
     assert documents["bom"].title == "BOM Title" and [s.title for s in documents["bom"].sections] == ["BOM Title"]
     assert documents["plain"].title == "Plain Title" and not documents["plain"].text.startswith("\ufeff")
 
