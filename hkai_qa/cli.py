@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hkai_qa.config import Settings
 from hkai_qa.errors import HkaiError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from hkai_qa.building import BuildSummary
 
 app = typer.Typer(
     help="Ask questions about Hong Kong's AI ecosystem; answers are verbatim, cited spans of the documents.",
@@ -28,24 +33,122 @@ def _settings(**overrides: Any) -> Settings:
 
 
 @app.command()
-def build(corpus: CorpusOption = None, index: IndexOption = None) -> None:
-    """Read the corpus, embed it and publish a new index version."""
+def build(
+    corpus: CorpusOption = None,
+    index: IndexOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Write a new version even if nothing changed.")] = False,
+) -> None:
+    """Read the corpus, embed what changed and publish a new index version."""
+    from hkai_qa.building import build_index
     from hkai_qa.embedding import Embedder
-    from hkai_qa.index import build_index
 
     settings = _settings(corpus_dir=corpus, index_dir=index)
-    summary = build_index(
-        settings.corpus_dir,
-        settings.index_dir,
-        Embedder(settings.model),
-        settings.chunk_tokens,
-        report=lambda line: typer.echo(line, err=True),
+    with BuildDisplay() as display:
+        summary = build_index(
+            settings.corpus_dir,
+            settings.index_dir,
+            Embedder(settings.model),
+            settings.chunk_tokens,
+            force=force,
+            progress=display.update,
+        )
+    for file, reason in summary.skipped:
+        typer.echo(f"skipped {file}: {reason}", err=True)
+    typer.echo(format_summary(summary, settings.index_dir))
+
+
+def format_summary(summary: BuildSummary, index_dir: Path) -> str:
+    """One paragraph a maintainer can read: what changed, what was embedded, how long it took."""
+    if not summary.published:
+        return (
+            f"index {summary.version} in {index_dir} is up to date: {summary.documents} documents unchanged, "
+            f"nothing embedded, {summary.seconds:.1f} s (use --force to write a new version anyway)"
+        )
+    return (
+        f"built index {summary.version} in {index_dir}: {summary.documents} documents "
+        f"({len(summary.added)} added, {len(summary.changed)} changed, {len(summary.removed)} removed, "
+        f"{summary.unchanged} unchanged), {summary.sections} sections, {summary.chunks} chunks, "
+        f"{summary.sentences} sentences; embedded {summary.embedded} texts, reused {summary.reused} from the "
+        f"cache; {summary.seconds:.1f} s"
     )
-    typer.echo(
-        f"built index {summary.version} in {settings.index_dir}: {summary.documents} documents, "
-        f"{summary.sections} sections, {summary.chunks} chunks, {summary.sentences} sentences "
-        f"in {summary.seconds:.1f} s"
-    )
+
+
+class BuildDisplay:
+    """Build progress on stderr: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._stage = ""
+        self._reported = 0
+
+    def __enter__(self) -> BuildDisplay:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description:<10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if self._bar is not None:
+            if stage != self._stage:
+                self._task = self._bar.add_task(stage, total=total or None)
+            assert self._task is not None
+            self._bar.update(self._task, completed=done, total=total or None)
+        elif stage != self._stage or (stage == "embedding" and done - self._reported >= max(total // 10, 1)):
+            typer.echo(f"{stage} {done}/{total}" if total and stage != "done" else stage, err=True)
+            self._reported = done
+        self._stage = stage
+
+
+@app.command()
+def versions(index: IndexOption = None) -> None:
+    """List the index versions kept on disk, newest first; * marks the one being served."""
+    from hkai_qa.index import list_versions
+
+    settings = _settings(index_dir=index)
+    found = list_versions(settings.index_dir, settings.model)
+    if not found:
+        typer.echo(f"no index versions in {settings.index_dir}: run `hkai-qa build`")
+        return
+    for info in found:
+        mark = "*" if info.current else " "
+        if info.problem:
+            typer.echo(f"{mark} {info.version}  UNUSABLE: {info.problem}")
+        else:
+            counts = info.counts
+            typer.echo(
+                f"{mark} {info.version}  built {info.built_at}  {counts.get('documents', 0)} documents, "
+                f"{counts.get('chunks', 0)} chunks"
+            )
+
+
+@app.command()
+def rollback(
+    version: Annotated[str | None, typer.Argument(help="Version to serve [default: the one before].")] = None,
+    index: IndexOption = None,
+) -> None:
+    """Serve an earlier index version again (a running server switches within a second)."""
+    from hkai_qa.index import current_version
+    from hkai_qa.index import rollback as roll_back
+
+    settings = _settings(index_dir=index)
+    before = current_version(settings.index_dir)
+    after = roll_back(settings.index_dir, settings.model, version)
+    typer.echo(f"now serving index {after} in {settings.index_dir} (was {before})")
 
 
 @app.command()
@@ -77,6 +180,7 @@ def ask(
 
 @app.command()
 def serve(
+    corpus: CorpusOption = None,
     index: IndexOption = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
@@ -86,7 +190,7 @@ def serve(
 
     from hkai_qa.api import create_app
 
-    settings = _settings(index_dir=index, host=host, port=port)
+    settings = _settings(corpus_dir=corpus, index_dir=index, host=host, port=port)
     application = create_app(settings)
     typer.echo(f"serving index {application.state.service.index.version} at http://{settings.host}:{settings.port}")
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")

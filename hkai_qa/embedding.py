@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,7 @@ from hkai_qa.errors import ModelNotFound
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
 
 _PACKAGED = {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
 
@@ -30,11 +31,17 @@ def resolve_model(model: str) -> Path | str:
 
 
 class Embedder:
-    """Encodes text with one model; thread-safe, and loads the model on first use."""
+    """Encodes text with one model; thread-safe, and loads the model on first use.
+
+    Counting word pieces needs only the tokenizer, which loads in a fraction of the model's time, so a
+    rebuild whose text is all cached never loads the model at all. `encoded` counts texts sent to the model.
+    """
 
     def __init__(self, model: str) -> None:
         self.name = model
+        self.encoded = 0
         self._model: SentenceTransformer | None = None
+        self._tokenizer: Tokenizer | None = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -47,25 +54,43 @@ class Embedder:
         assert dimension is not None
         return int(dimension)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text."""
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text; `progress(n)` after each batch of n texts.
+
+        The lock is held per batch, so a long build shares the model with questions between batches.
+        """
         model = self._load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            vectors = model.encode(
-                list(texts),
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        parts = []
+        for first in range(0, len(texts), batch_size):
+            batch = list(texts[first : first + batch_size])
+            with self._lock:
+                vectors = model.encode(
+                    batch,
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                self.encoded += len(batch)
+            parts.append(np.asarray(vectors, dtype=np.float32))
+            if progress is not None:
+                progress(len(batch))
+        return np.ascontiguousarray(np.concatenate(parts))
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text as the model sees them, [CLS] and [SEP] included."""
         if not texts:
             return []
+        tokenizer = self._load_tokenizer()
+        if tokenizer is not None:
+            return [len(encoding.ids) for encoding in tokenizer.encode_batch(list(texts))]
         encoded = self._load().tokenizer(list(texts), add_special_tokens=True, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
@@ -75,6 +100,21 @@ class Embedder:
                 if self._model is None:
                     self._model = _load_model(self.name)
         return self._model
+
+    def _load_tokenizer(self) -> Tokenizer | None:
+        """The model folder's fast tokenizer (tokenizer.json) without truncation, if it has one."""
+        if self._tokenizer is None:
+            source = resolve_model(self.name)
+            file = Path(source) / "tokenizer.json" if isinstance(source, Path) else None
+            if file is None or not file.is_file():
+                return None
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(file))
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            self._tokenizer = tokenizer
+        return self._tokenizer
 
 
 def _load_model(model: str) -> SentenceTransformer:

@@ -1,7 +1,7 @@
-"""Build, save and load the index: FAISS vectors + JSON metadata + a checksummed manifest.
+"""The index on disk: versions of FAISS vectors + JSON metadata + a checksummed manifest.
 
 Each build writes a fresh version folder and publishes it by atomically replacing the `CURRENT`
-pointer, so a reader never sees a half-written index.
+pointer, so a reader never sees a half-written index. One writer at a time holds `.build.lock`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import hashlib
 import json
 import os
 import shutil
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,17 +19,17 @@ from typing import Any
 
 import faiss
 import numpy as np
+from filelock import FileLock, Timeout
 
-from hkai_qa.chunking import chunk_sentences, split_sentences
-from hkai_qa.documents import load_corpus
-from hkai_qa.embedding import Embedder
-from hkai_qa.errors import EmptyCorpus, IndexInvalid, IndexNotFound
+from hkai_qa.errors import BuildRunning, IndexInvalid, IndexNotFound
 from hkai_qa.types import Chunk, Document, Section, Sentence
 
 FORMAT_VERSION = 1
 KEEP_VERSIONS = 3
 POINTER = "CURRENT"
 VERSIONS = "versions"
+LOCK = ".build.lock"
+STAGING_PREFIX = ".staging-"
 _FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "sentences.npy")
 
 # Abstention calibration: logistic weights over answer features, fitted on the tuning split of
@@ -41,18 +41,6 @@ DEFAULT_CALIBRATION: dict[str, Any] = {
     "bias": -1.1899,
     "threshold": 0.4,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class BuildSummary:
-    """What a build did, for the CLI and the log."""
-
-    version: str
-    documents: int
-    sections: int
-    chunks: int
-    sentences: int
-    seconds: float
 
 
 @dataclass(slots=True)
@@ -87,37 +75,22 @@ def embedding_text(document: Document, section: Section, text: str) -> str:
     return f"{heading}. {text}"
 
 
-def build_index(
-    corpus_dir: Path,
+def write_version(
     index_dir: Path,
-    embedder: Embedder,
-    chunk_tokens: int = 200,
+    documents: Sequence[Document],
+    sentences: Sequence[Sentence],
+    chunks: Sequence[Chunk],
+    chunk_vectors: np.ndarray,
+    sentence_vectors: np.ndarray,
+    model: str,
+    chunk_tokens: int,
     report: Callable[[str], None] = lambda _: None,
-) -> BuildSummary:
-    """Read the corpus, embed chunks and sentences, write a new version and make it current."""
-    started = time.perf_counter()
-    documents = load_corpus(corpus_dir)
-    report(f"read {len(documents)} documents from {corpus_dir}")
-    sentences: list[Sentence] = []
-    chunks: list[Chunk] = []
-    chunk_texts: list[str] = []
-    for document in documents:
-        local = split_sentences(document)
-        headings = [embedding_text(document, section, "") for section in document.sections]
-        heading_budget = max(embedder.count_tokens(headings), default=0)
-        budget = max(chunk_tokens - heading_budget, 32)
-        for chunk in chunk_sentences(local, document, embedder.count_tokens, budget, len(chunks), len(sentences)):
-            chunks.append(chunk)
-            section = document.sections[chunk.section]
-            chunk_texts.append(embedding_text(document, section, document.text[chunk.start : chunk.end]))
-        sentences.extend(local)
-    if not chunks:
-        raise EmptyCorpus(f"no text to index in {corpus_dir}: every document is empty or only headings")
-    by_id = {d.id: d for d in documents}
-    report(f"embedding {len(chunks)} chunks and {len(sentences)} sentences")
-    chunk_vectors = embedder.encode(chunk_texts)
-    sentence_vectors = embedder.encode([by_id[s.document_id].text[s.start : s.end] for s in sentences])
+) -> str:
+    """Write a new version folder (manifest last), make it current, prune old ones; returns its name.
 
+    Call with the build lock held. Until the final rename the files live in a `.staging-*` folder that
+    no reader looks at, so a crash at any point leaves the current version untouched.
+    """
     counts = {
         "documents": len(documents),
         "sections": sum(len(d.sections) for d in documents),
@@ -129,8 +102,9 @@ def build_index(
     version = f"{built_at:%Y%m%dT%H%M%S%f}Z-{digest}"
     versions = index_dir / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
-    staging = versions / f".staging-{version}"
+    staging = versions / f"{STAGING_PREFIX}{version}"
     staging.mkdir()
+    report(f"writing version {version}")
     try:
         _write_json(staging / "documents.json", [_document_json(d) for d in documents])
         _write_json(
@@ -148,7 +122,7 @@ def build_index(
             "format_version": FORMAT_VERSION,
             "version": version,
             "built_at": built_at.isoformat(),
-            "model": {"name": embedder.name, "dimension": int(chunk_vectors.shape[1])},
+            "model": {"name": model, "dimension": int(chunk_vectors.shape[1])},
             "chunk_tokens": chunk_tokens,
             "counts": counts,
             "documents": {d.id: d.sha256 for d in documents},
@@ -157,14 +131,43 @@ def build_index(
         }
         _write_json(staging / "manifest.json", manifest)  # written last: its presence marks a whole version
         _fsync_tree(staging)
-        final = versions / version
-        staging.rename(final)
-        _publish(index_dir, version)
+        staging.rename(versions / version)
+        _fsync_dir(versions)
+        publish(index_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _prune(index_dir, keep=KEEP_VERSIONS)
-    return BuildSummary(version=version, seconds=time.perf_counter() - started, **counts)
+    return version
+
+
+@contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """Hold the index folder's writer lock; BuildRunning at once if another build has it.
+
+    An OS file lock (flock) dies with its process, so a build killed with -9 never blocks the next one.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(index_dir / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise BuildRunning(
+            f"another build is running on {index_dir} (it holds {index_dir / LOCK}); wait for it to finish"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def clear_staging(index_dir: Path) -> None:
+    """Remove folders left by builds that died before publishing (call with the build lock held)."""
+    versions = index_dir / VERSIONS
+    if versions.is_dir():
+        for folder in versions.iterdir():
+            if folder.name.startswith(STAGING_PREFIX):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def current_version(index_dir: Path) -> str:
@@ -177,24 +180,25 @@ def current_version(index_dir: Path) -> str:
 
 def load_index(index_dir: Path, model: str) -> Index:
     """Load and validate the current version against its manifest and the configured model."""
-    version = current_version(index_dir)
+    return load_version(index_dir, current_version(index_dir), model)
+
+
+def load_version(index_dir: Path, version: str, model: str) -> Index:
+    """Load one version; IndexInvalid with the reason when it is missing, partial or corrupt."""
     path = index_dir / VERSIONS / version
+    if not version or "/" in version or version.startswith(".") or not path.is_dir():
+        raise IndexInvalid(f"index version {version!r} does not exist in {index_dir}")
+    manifest = read_manifest(path)
+    _validate(path, manifest, model)
     try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexInvalid(f"index version {version} in {index_dir} has no readable manifest") from exc
-    try:
-        _validate(path, manifest, model)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise IndexInvalid(
-            f"index version {version} has a malformed manifest ({exc.__class__.__name__}: {exc})"
-        ) from exc
-    docs = [_document_from_json(d) for d in _read_json(path / "documents.json")]
+        docs = [_document_from_json(d) for d in _read_json(path / "documents.json")]
+        sentences = [Sentence(d, s, a, b, bool(c)) for d, s, a, b, c in _read_json(path / "sentences.json")]
+        chunks = [Chunk(i, *row) for i, row in enumerate(_read_json(path / "chunks.json"))]
+        chunk_vectors = faiss.read_index(str(path / "chunks.faiss"))
+        sentence_vectors = np.load(path / "sentences.npy", allow_pickle=False)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise IndexInvalid(f"index version {version} cannot be read ({exc.__class__.__name__}: {exc})") from exc
     documents = {d.id: d for d in docs}
-    sentences = [Sentence(d, s, a, b, bool(c)) for d, s, a, b, c in _read_json(path / "sentences.json")]
-    chunks = [Chunk(i, *row) for i, row in enumerate(_read_json(path / "chunks.json"))]
-    chunk_vectors = faiss.read_index(str(path / "chunks.faiss"))
-    sentence_vectors = np.load(path / "sentences.npy", allow_pickle=False)
     dimension = manifest["model"]["dimension"]
     if chunk_vectors.ntotal != len(chunks) or sentence_vectors.shape[0] != len(sentences):
         raise IndexInvalid(f"index version {version}: vector counts do not match the chunk and sentence counts")
@@ -203,7 +207,84 @@ def load_index(index_dir: Path, model: str) -> Index:
     return Index(path, manifest, documents, sentences, chunks, chunk_vectors, sentence_vectors)
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A version folder's manifest; IndexInvalid when it is missing or not a JSON object."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexInvalid(f"index version {path.name} in {path.parent.parent} has no readable manifest") from exc
+    if not isinstance(manifest, dict):
+        raise IndexInvalid(f"index version {path.name} has a malformed manifest")
+    return manifest
+
+
+def validate_version(index_dir: Path, version: str, model: str) -> dict[str, Any]:
+    """Check a version's manifest and file checksums without loading it; returns the manifest."""
+    path = index_dir / VERSIONS / version
+    if not version or "/" in version or version.startswith(".") or not path.is_dir():
+        raise IndexInvalid(f"index version {version!r} does not exist in {index_dir}")
+    manifest = read_manifest(path)
+    _validate(path, manifest, model)
+    return manifest
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One version folder as `hkai-qa versions` lists it."""
+
+    version: str
+    current: bool
+    built_at: str | None
+    counts: dict[str, int]
+    problem: str | None  # why it cannot be loaded, None when it validates
+
+
+def list_versions(index_dir: Path, model: str) -> list[VersionInfo]:
+    """Every complete version folder, newest first, each validated."""
+    folder = index_dir / VERSIONS
+    if not folder.is_dir():
+        return []
+    try:
+        current: str | None = current_version(index_dir)
+    except IndexNotFound:
+        current = None
+    infos = []
+    for name in sorted((p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True):
+        built_at, counts, problem = None, {}, None
+        try:
+            manifest = validate_version(index_dir, name, model)
+            built_at, counts = str(manifest["built_at"]), dict(manifest["counts"])
+        except IndexInvalid as exc:
+            problem = exc.message
+        infos.append(VersionInfo(name, name == current, built_at, counts, problem))
+    return infos
+
+
+def rollback(index_dir: Path, model: str, version: str | None = None) -> str:
+    """Make `version` (default: the newest valid version older than the current one) current again."""
+    with build_lock(index_dir):
+        current = current_version(index_dir)
+        if version is None:
+            older = [v for v in list_versions(index_dir, model) if v.version < current and v.problem is None]
+            if not older:
+                raise IndexInvalid(f"no valid version older than {current} to roll back to in {index_dir}")
+            version = older[0].version
+        validate_version(index_dir, version, model)
+        load_version(index_dir, version, model)  # fully readable, not just checksummed
+        publish(index_dir, version)
+        return version
+
+
 def _validate(path: Path, manifest: dict[str, Any], model: str) -> None:
+    try:
+        _check_manifest(path, manifest, model)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise IndexInvalid(
+            f"index version {path.name} has a malformed manifest ({exc.__class__.__name__}: {exc})"
+        ) from exc
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any], model: str) -> None:
     version = path.name
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexInvalid(
@@ -278,7 +359,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
-def _publish(index_dir: Path, version: str) -> None:
+def publish(index_dir: Path, version: str) -> None:
     """Point CURRENT at `version`: write a temporary file, fsync it, rename it over the old one."""
     temporary = index_dir / f".{POINTER}.{os.getpid()}.tmp"
     with temporary.open("w", encoding="utf-8") as handle:
@@ -290,7 +371,7 @@ def _publish(index_dir: Path, version: str) -> None:
 
 
 def _prune(index_dir: Path, keep: int) -> None:
-    """Remove all but the newest `keep` versions (never the current one) and stale staging folders."""
+    """Remove all but the newest `keep` versions, never the current one."""
     versions = index_dir / VERSIONS
     current = current_version(index_dir)
     names = sorted((p.name for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from hkai_qa.building import build_index
 from hkai_qa.config import Settings
 from hkai_qa.errors import InvalidRequest
 from hkai_qa.evaluation import MODES, Question, is_correct, load_questions, report, run
-from hkai_qa.index import build_index
 from hkai_qa.service import QAService
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

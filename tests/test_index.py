@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hkai_qa.building import build_index
 from hkai_qa.errors import EmptyCorpus, IndexInvalid, IndexNotFound
-from hkai_qa.index import FORMAT_VERSION, VERSIONS, build_index, current_version, load_index
+from hkai_qa.index import FORMAT_VERSION, VERSIONS, current_version, load_index
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-corpus"
 
@@ -103,16 +104,17 @@ def test_failed_build_keeps_the_current_version(tiny_index, tmp_path, embedder):
     load_index(index_dir, "all-MiniLM-L6-v2")
 
 
-def test_empty_and_heading_only_files_build_without_error(tmp_path, embedder):
+def test_empty_and_heading_only_files_are_skipped_with_reasons(tmp_path, embedder):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "empty.md").write_text("", encoding="utf-8")
     (corpus / "only-heading.md").write_text("# Just a title\n", encoding="utf-8")
     (corpus / "real.txt").write_text("The harbour ferry leaves every ten minutes from Central.", encoding="utf-8")
     summary = build_index(corpus, tmp_path / "index", embedder)
-    assert summary.documents == 3 and summary.chunks == 1
+    assert summary.documents == 1 and summary.chunks == 1
+    assert summary.skipped == (("empty.md", "empty file"), ("only-heading.md", "no text outside headings"))
     index = load_index(tmp_path / "index", "all-MiniLM-L6-v2")
-    assert index.documents["empty"].sections == ()
+    assert set(index.documents) == {"real"}
 
 
 def test_corpus_without_text_is_refused_and_keeps_the_current_version(tiny_index, tmp_path, embedder):
@@ -121,7 +123,7 @@ def test_corpus_without_text_is_refused_and_keeps_the_current_version(tiny_index
     corpus.mkdir()
     (corpus / "empty.md").write_text("", encoding="utf-8")
     (corpus / "heading.md").write_text("# Only a heading\n", encoding="utf-8")
-    with pytest.raises(EmptyCorpus, match="no text to index"):
+    with pytest.raises(EmptyCorpus, match="no readable documents .* 2 file"):
         build_index(corpus, index_dir, embedder)
     assert current_version(index_dir) == tiny_index[1].version
 

@@ -1,0 +1,190 @@
+"""Build the index from the corpus: read, chunk, embed what changed, write a version, publish it.
+
+Incremental: vectors come from the embedding cache when the exact text was embedded before, so unchanged
+documents cost no model time; when nothing changed at all (same documents, model and settings as the
+current valid version) no new version is written. One build at a time per index folder (a lock file).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hkai_qa.chunking import chunk_sentences, split_sentences
+from hkai_qa.documents import load_corpus
+from hkai_qa.embedding import Embedder
+from hkai_qa.embedding_cache import EmbeddingCache
+from hkai_qa.errors import EmptyCorpus, IndexInvalid, IndexNotFound
+from hkai_qa.index import (
+    FORMAT_VERSION,
+    build_lock,
+    clear_staging,
+    current_version,
+    embedding_text,
+    validate_version,
+    write_version,
+)
+from hkai_qa.types import Chunk, Document, Sentence
+
+# stage, done, total: "reading", "chunking", "embedding" (texts), "writing", "done"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSummary:
+    """What a build did: the CLI prints it, an HTTP rebuild job returns it."""
+
+    version: str
+    published: bool  # False when nothing changed and the current version was kept
+    documents: int
+    sections: int
+    chunks: int
+    sentences: int
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: int = 0
+    embedded: int = 0  # distinct texts sent to the model
+    reused: int = 0  # texts whose vectors came from the cache
+    skipped: tuple[tuple[str, str], ...] = ()  # (file, reason) for files that could not be read
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "published": self.published,
+            "documents": self.documents,
+            "sections": self.sections,
+            "chunks": self.chunks,
+            "sentences": self.sentences,
+            "added": list(self.added),
+            "changed": list(self.changed),
+            "removed": list(self.removed),
+            "unchanged": self.unchanged,
+            "embedded": self.embedded,
+            "reused": self.reused,
+            "skipped": [{"file": file, "reason": reason} for file, reason in self.skipped],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def build_index(
+    corpus_dir: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    chunk_tokens: int = 200,
+    force: bool = False,
+    progress: Progress | None = None,
+    batch_size: int = 64,
+) -> BuildSummary:
+    """Build and publish a new version of `corpus_dir` into `index_dir` (or keep the current one if
+    nothing changed and not `force`). Raises BuildRunning when another build holds the lock."""
+    started = time.perf_counter()
+    step: Progress = progress or (lambda *_: None)
+    with build_lock(index_dir):
+        clear_staging(index_dir)
+        step("reading", 0, 0)
+        corpus = load_corpus(corpus_dir)
+        documents = list(corpus.documents)
+        previous = _current_manifest(index_dir, embedder.name)
+        before: dict[str, str] = dict(previous["documents"]) if previous else {}
+        now = {d.id: d.sha256 for d in documents}
+        added = tuple(sorted(set(now) - set(before)))
+        removed = tuple(sorted(set(before) - set(now)))
+        changed = tuple(sorted(i for i in set(now) & set(before) if now[i] != before[i]))
+        unchanged = len(now) - len(added) - len(changed)
+        same_settings = previous is not None and previous.get("chunk_tokens") == chunk_tokens
+        if previous is not None and same_settings and not (added or removed or changed or force):
+            step("done", 1, 1)
+            counts = previous["counts"]
+            return BuildSummary(
+                version=str(previous["version"]),
+                published=False,
+                documents=int(counts["documents"]),
+                sections=int(counts["sections"]),
+                chunks=int(counts["chunks"]),
+                sentences=int(counts["sentences"]),
+                unchanged=unchanged,
+                skipped=corpus.skipped,
+                seconds=time.perf_counter() - started,
+            )
+
+        step("chunking", 0, len(documents))
+        sentences, chunks, chunk_texts = _chunk(documents, embedder, chunk_tokens)
+        if not chunks:
+            raise EmptyCorpus(f"no text to index in {corpus_dir}: every document is empty or only headings")
+        by_id = {d.id: d for d in documents}
+        sentence_texts = [by_id[s.document_id].text[s.start : s.end] for s in sentences]
+        texts = chunk_texts + sentence_texts
+        cache = EmbeddingCache.open(index_dir, embedder.name)
+        done = 0
+
+        def embedded(count: int) -> None:
+            nonlocal done
+            done += count
+            step("embedding", done, total)
+
+        total = len({*texts})  # upper bound on what the model sees; the cache lowers it
+        step("embedding", 0, total)
+        vectors, fresh = cache.embed(texts, embedder, embedded, batch_size=batch_size)
+        cache.save()  # before writing: a build killed while writing still leaves its vectors for the next
+        step("writing", 0, 1)
+        version = write_version(
+            index_dir,
+            documents,
+            sentences,
+            chunks,
+            vectors[: len(chunk_texts)],
+            vectors[len(chunk_texts) :],
+            embedder.name,
+            chunk_tokens,
+        )
+        step("done", 1, 1)
+    return BuildSummary(
+        version=version,
+        published=True,
+        documents=len(documents),
+        sections=sum(len(d.sections) for d in documents),
+        chunks=len(chunks),
+        sentences=len(sentences),
+        added=added,
+        changed=changed,
+        removed=removed,
+        unchanged=unchanged,
+        embedded=fresh,
+        reused=len(texts) - fresh,
+        skipped=corpus.skipped,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _chunk(
+    documents: list[Document], embedder: Embedder, chunk_tokens: int
+) -> tuple[list[Sentence], list[Chunk], list[str]]:
+    """Sentences and chunks of every document, and the text the model sees for each chunk."""
+    sentences: list[Sentence] = []
+    chunks: list[Chunk] = []
+    chunk_texts: list[str] = []
+    for document in documents:
+        local = split_sentences(document)
+        headings = [embedding_text(document, section, "") for section in document.sections]
+        heading_budget = max(embedder.count_tokens(headings), default=0)
+        budget = max(chunk_tokens - heading_budget, 32)
+        for chunk in chunk_sentences(local, document, embedder.count_tokens, budget, len(chunks), len(sentences)):
+            chunks.append(chunk)
+            section = document.sections[chunk.section]
+            chunk_texts.append(embedding_text(document, section, document.text[chunk.start : chunk.end]))
+        sentences.extend(local)
+    return sentences, chunks, chunk_texts
+
+
+def _current_manifest(index_dir: Path, model: str) -> dict[str, Any] | None:
+    """The current version's manifest when it is valid for this model and format, else None."""
+    try:
+        manifest = validate_version(index_dir, current_version(index_dir), model)
+    except (IndexNotFound, IndexInvalid):
+        return None
+    return manifest if manifest.get("format_version") == FORMAT_VERSION else None
