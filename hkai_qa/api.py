@@ -1,9 +1,10 @@
-"""create_app(settings) -> FastAPI: /ask, /search, /documents, /health, and the chat page from web/."""
+"""create_app(settings) -> FastAPI: /ask, /search, /documents, /health, the admin endpoints and the chat page."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,8 +16,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hkai_qa.admin_api import admin_router
 from hkai_qa.config import Settings
 from hkai_qa.errors import HkaiError
+from hkai_qa.jobs import RebuildJobs
 from hkai_qa.schemas import (
     AskRequest,
     AskResponse,
@@ -30,7 +33,7 @@ from hkai_qa.schemas import (
     SearchResponse,
     SectionOut,
 )
-from hkai_qa.service import QAService
+from hkai_qa.service import IndexWatcher, QAService
 from hkai_qa.types import Document
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -55,27 +58,45 @@ ServiceDep = Annotated[QAService, Depends(get_service)]
 
 
 def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
-    """Build the app; loads the model and the index now unless a loaded `service` is given."""
+    """Build the app; loads the model and the index now unless a loaded `service` is given.
+
+    While it runs, a watcher picks up versions that a build (CLI or HTTP) publishes in the index folder.
+    """
     qa = service or QAService(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher = IndexWatcher(qa, settings.reload_interval)
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+
     app = FastAPI(
         title="hkai-qa",
         summary="Answers about Hong Kong's AI ecosystem, lifted verbatim from cited documents.",
         version="0.1.0",
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.service = qa
+    app.state.settings = settings
+    app.state.jobs = RebuildJobs(qa)
 
     @app.post("/ask", response_model=AskResponse, responses=_ERRORS, tags=["questions"])
     def ask(body: AskRequest, qa: ServiceDep) -> AskResponse:
         """Answer a question with a verbatim span and its citations, or `answer: null`."""
-        answer, took = qa.ask(body.question, body.top_k)
-        return AskResponse.from_answer(answer, qa.index.version, took)
+        snapshot = qa.snapshot()
+        answer, took = qa.ask(body.question, body.top_k, snapshot)
+        return AskResponse.from_answer(answer, snapshot.index.version, took)
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS, tags=["questions"])
     def search(body: SearchRequest, qa: ServiceDep) -> SearchResponse:
         """Ranked passages for a query (hybrid dense + keyword search)."""
-        passages, took = qa.search(body.query, body.top_k)
+        snapshot = qa.snapshot()
+        passages, took = qa.search(body.query, body.top_k, snapshot)
         hits = [
             SearchHit(
                 document_id=p.hit.chunk.document_id,
@@ -89,16 +110,17 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
             for p in passages
         ]
         return SearchResponse(
-            query=body.query.strip(), hits=hits, index_version=qa.index.version, took_ms=round(took, 2)
+            query=body.query.strip(), hits=hits, index_version=snapshot.index.version, took_ms=round(took, 2)
         )
 
     @app.get("/documents", response_model=DocumentList, tags=["documents"])
     def documents(qa: ServiceDep) -> DocumentList:
         """Every document the bot knows, with its sections."""
+        index = qa.index
         return DocumentList(
-            documents=[_summary(d) for d in qa.index.documents.values()],
-            index_version=qa.index.version,
-            built_at=qa.index.manifest["built_at"],
+            documents=[_summary(d) for d in index.documents.values()],
+            index_version=index.version,
+            built_at=index.manifest["built_at"],
         )
 
     @app.get(
@@ -117,15 +139,17 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     @app.get("/health", response_model=Health, tags=["service"])
     def health(qa: ServiceDep) -> Health:
         """Answers once the model and index are loaded."""
-        manifest = qa.index.manifest
+        index = qa.index
+        manifest = index.manifest
         return Health(
             status="ok",
-            index_version=qa.index.version,
+            index_version=index.version,
             built_at=manifest["built_at"],
             model=manifest["model"]["name"],
             **manifest["counts"],
         )
 
+    app.include_router(admin_router())
     _add_pages(app)
     _add_error_handlers(app)
     return app
@@ -164,7 +188,9 @@ def _error(status: int, kind: str, message: str) -> JSONResponse:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HkaiError)
     async def domain_error(_: Request, exc: HkaiError) -> JSONResponse:
-        return _error(exc.status, exc.type, exc.message)
+        response = _error(exc.status, exc.type, exc.message)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+MIN_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -30,6 +31,24 @@ class Settings(BaseSettings):
         None, ge=0.0, le=1.0, description="Abstain below this confidence (default: the index's own)."
     )
     max_question_chars: int = Field(1000, ge=1)
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for the admin endpoints (uploads, deletes, rebuilds); unset disables them.",
+    )
+    max_upload_bytes: int = Field(10_000_000, ge=1, description="Largest accepted upload, per file, in bytes.")
+    max_upload_files: int = Field(20, ge=1, le=1000, description="Most files in one upload request.")
+    reload_interval: float = Field(
+        1.0, ge=0.0, description="Seconds between checks for a newly published index version (0: never)."
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # HKAI_QA_ADMIN_TOKEN= (empty) means no token, so admin stays off
+        if len(value.get_secret_value().strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the admin token must be at least {MIN_TOKEN_CHARS} characters")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("model")
     @classmethod

@@ -8,6 +8,7 @@ class HkaiError(Exception):
 
     status = 400
     type = "bad_request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -44,6 +45,41 @@ class IndexInvalid(HkaiError):
 
     status = 503
     type = "index_invalid"
+
+
+class BuildRunning(HkaiError):
+    """Another build holds the index folder's lock: one writer at a time."""
+
+    status = 409
+    type = "build_running"
+
+
+class Conflict(HkaiError):
+    status = 409
+    type = "conflict"
+
+
+class AdminDisabled(HkaiError):
+    """No admin token is configured, so the admin endpoints are off."""
+
+    status = 403
+    type = "admin_disabled"
+
+
+class Unauthorized(HkaiError):
+    status = 401
+    type = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012  # read-only, shared by every instance
+
+
+class PayloadTooLarge(HkaiError):
+    status = 413
+    type = "payload_too_large"
+
+
+class JobNotFound(HkaiError):
+    status = 404
+    type = "job_not_found"
 
 
 class ModelNotFound(HkaiError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from hkai_qa.service import MAX_TOP_K
@@ -129,3 +131,54 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody = Field(description="What went wrong.")
+
+
+class StoredDocument(BaseModel):
+    id: str = Field(description="Document id the file will have once indexed (its path without the extension).")
+    source: str = Field(description="Where the file was written, relative to the corpus folder.")
+    bytes: int = Field(description="Size of the file written.")
+    sections: int = Field(description="Sections found in it.")
+    replaced: bool = Field(description="True when a file of the same name was replaced.")
+
+
+class UploadResponse(BaseModel):
+    documents: list[StoredDocument]
+    message: str = Field(description="What to do next: a rebuild makes the files answerable.")
+
+
+class DeleteResponse(BaseModel):
+    deleted: str = Field(description="Id of the document removed from the corpus folder.")
+    source: str = Field(description="The file that was removed, relative to the corpus folder.")
+    message: str
+
+
+class RebuildRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(False, strict=True, description="Write a new version even when nothing changed.")
+
+
+class JobProgress(BaseModel):
+    stage: str = Field(description="queued, reading, chunking, embedding, writing, done or failed.")
+    done: int = Field(description="Units done in this stage (texts, for embedding).")
+    total: int = Field(description="Units in this stage; 0 when unknown.")
+
+
+class JobOut(BaseModel):
+    id: str
+    state: str = Field(description="queued, running, succeeded or failed.")
+    force: bool
+    progress: JobProgress
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    summary: dict[str, Any] | None = Field(
+        description="When succeeded: version, published, counts, added/changed/removed/unchanged, embedded, "
+        "reused, skipped files with reasons, seconds."
+    )
+    error: dict[str, str] | None = Field(description="When failed: type and message; the served index is unchanged.")
+    index_version: str | None = Field(description="The version being served when the job finished.")
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]

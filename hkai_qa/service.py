@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -10,12 +12,13 @@ import numpy as np
 from hkai_qa.answering import extract_answer
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
-from hkai_qa.errors import DocumentNotFound, InvalidRequest
-from hkai_qa.index import Index, load_index
+from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest
+from hkai_qa.index import Index, current_version, load_index, load_version
 from hkai_qa.retrieval import Retriever, lexical_tokens
 from hkai_qa.types import Answer, Document, Hit
 
 MAX_TOP_K = 20
+log = logging.getLogger("hkai_qa.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,49 +32,95 @@ class Passage:
 
 
 class QAService:
-    """Loads the model and the current index once; answers questions and searches."""
+    """Loads the model and the current index; answers questions and searches; swaps in new versions.
+
+    The served index is one `Retriever` (which holds its `Index`), replaced by a single assignment when a
+    new version loads. A request takes it once and uses it to the end, so requests in flight finish on the
+    version they started with, and a version that fails validation is refused while the old one serves on.
+    """
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings.model)
-        self.index: Index = load_index(settings.index_dir, settings.model)
-        self.retriever = Retriever(self.index)
+        self._retriever = Retriever(load_index(settings.index_dir, settings.model))
+        self._reload_lock = threading.Lock()
+        self.refused: dict[str, str] = {}  # version -> why it was refused
         self.embedder.warm_up()
 
-    def ask(self, question: str, top_k: int = 3) -> tuple[Answer, float]:
+    @property
+    def index(self) -> Index:
+        """The index being served now."""
+        return self._retriever.index
+
+    @property
+    def retriever(self) -> Retriever:
+        """The retriever over the index being served now."""
+        return self._retriever
+
+    def snapshot(self) -> Retriever:
+        """The served version, for one request to use from start to end."""
+        return self._retriever
+
+    def reload(self) -> bool:
+        """Load the version CURRENT names if it is not the one served; True when it swapped.
+
+        IndexInvalid (or IndexNotFound) when the new version cannot be used; the old one keeps serving.
+        """
+        with self._reload_lock:
+            version = current_version(self.settings.index_dir)
+            if version == self.index.version:
+                return False
+            try:
+                fresh = Retriever(load_version(self.settings.index_dir, version, self.settings.model))
+            except IndexInvalid as exc:
+                if version not in self.refused:
+                    log.error("refused index version %s, still serving %s: %s", version, self.index.version, exc)
+                self.refused[version] = exc.message
+                raise
+            self._retriever = fresh
+            log.info("now serving index version %s", version)
+            return True
+
+    def ask(self, question: str, top_k: int = 3, snapshot: Retriever | None = None) -> tuple[Answer, float]:
         """Answer a question; returns the answer and the milliseconds it took."""
         started = time.perf_counter()
+        retriever = snapshot or self._retriever
         question = self._check(question, top_k, "question")
-        vector, hits = self.retrieve(question, top_k)
-        answer = extract_answer(question, vector, hits, self.retriever, top_k, self.settings.min_confidence)
+        vector, hits = self.retrieve(question, top_k, retriever)
+        answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
         return answer, (time.perf_counter() - started) * 1000
 
-    def retrieve(self, question: str, top_k: int = 3) -> tuple[np.ndarray, list[Hit]]:
+    def retrieve(
+        self, question: str, top_k: int = 3, snapshot: Retriever | None = None
+    ) -> tuple[np.ndarray, list[Hit]]:
         """The question's vector and the chunks whose sentences compete for the answer."""
+        retriever = snapshot or self._retriever
         vector = self.embedder.encode([question])[0]
-        return vector, self.retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
+        return vector, retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
 
-    def search(self, query: str, top_k: int = 10) -> tuple[list[Passage], float]:
+    def search(self, query: str, top_k: int = 10, snapshot: Retriever | None = None) -> tuple[list[Passage], float]:
         """The best passages for a query, most relevant first, and the milliseconds it took."""
         started = time.perf_counter()
+        retriever = snapshot or self._retriever
+        index = retriever.index
         query = self._check(query, top_k, "query")
         vector = self.embedder.encode([query])[0]
-        hits = self.retriever.search(vector, lexical_tokens(query), top_k)
+        hits = retriever.search(vector, lexical_tokens(query), top_k)
         passages = [
             Passage(
                 hit=hit,
-                document_title=self.index.documents[hit.chunk.document_id].title,
-                section=self.index.section_of(hit.chunk).title,
-                text=self.index.chunk_text(hit.chunk),
+                document_title=index.documents[hit.chunk.document_id].title,
+                section=index.section_of(hit.chunk).title,
+                text=index.chunk_text(hit.chunk),
             )
             for hit in hits
         ]
         return passages, (time.perf_counter() - started) * 1000
 
-    def document(self, document_id: str) -> Document:
+    def document(self, document_id: str, snapshot: Retriever | None = None) -> Document:
         """One indexed document by id; DocumentNotFound otherwise."""
         try:
-            return self.index.documents[document_id]
+            return (snapshot or self._retriever).index.documents[document_id]
         except KeyError:
             shown = document_id if len(document_id) <= 200 else document_id[:200] + "…"
             raise DocumentNotFound(f"no document with id {shown!r}") from None
@@ -89,3 +138,33 @@ class QAService:
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}")
         return text
+
+
+class IndexWatcher:
+    """Polls the index folder's CURRENT pointer and loads new versions in a background thread."""
+
+    def __init__(self, service: QAService, interval: float) -> None:
+        self.service = service
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hkai-qa-index-watcher", daemon=True)
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if current_version(self.service.settings.index_dir) in self.service.refused:
+                    continue  # already refused and logged; wait for the next publish or a rollback
+                self.service.reload()
+            except HkaiError:
+                pass  # logged by reload(); the old version keeps serving
+            except Exception:  # a watcher that dies silently would stop all future reloads
+                log.exception("index watcher: unexpected error while checking for a new version")

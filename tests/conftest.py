@@ -8,17 +8,18 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+from hkai_qa.building import build_index
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
-from hkai_qa.index import build_index
 from hkai_qa.service import QAService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,24 +57,36 @@ def service(settings: Settings, embedder: Embedder) -> QAService:
 
 
 @pytest.fixture(scope="session")
-def server_url(settings: Settings, service: QAService) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, serving the session index."""
+def start_server() -> Iterator[Callable[[FastAPI], str]]:
+    """Start real uvicorn servers on free loopback ports; all are stopped at the end of the run."""
     import uvicorn
 
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: FastAPI) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server_url(settings: Settings, service: QAService, start_server: Callable[[FastAPI], str]) -> str:
+    """A real uvicorn server on a free loopback port, serving the session index (admin off)."""
     from hkai_qa.api import create_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(settings, service), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    return start_server(create_app(settings, service))

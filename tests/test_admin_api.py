@@ -1,0 +1,239 @@
+"""Admin over real HTTP: tokens, uploads and their limits, deletes, rebuild jobs, live reload of new versions."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hkai_qa.api import create_app
+from hkai_qa.building import build_index
+from hkai_qa.config import Settings
+from hkai_qa.index import VERSIONS, build_lock, current_version, publish
+from hkai_qa.service import QAService
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TOKEN = "test-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BEES = (
+    b"# Lantau bee survey\n\n## Findings\n\n"
+    b"The 2025 Lantau bee survey counted 4,312 hives across 17 villages.\n\n"
+    b"Most hives were kept by retired farmers near Tai O.\n"
+)
+BEE_QUESTION = "How many hives did the Lantau bee survey count?"
+
+
+@pytest.fixture(scope="module")
+def admin(tmp_path_factory, embedder, start_server) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("admin")
+    corpus = root / "corpus"
+    shutil.copytree(FIXTURES / "tiny-corpus", corpus)
+    settings = Settings(
+        corpus_dir=corpus,
+        index_dir=root / "index",
+        admin_token=TOKEN,
+        max_upload_bytes=4096,
+        reload_interval=0.2,
+    )
+    build_index(corpus, settings.index_dir, embedder)
+    url = start_server(create_app(settings, QAService(settings, embedder)))
+    return {"url": url, "corpus": corpus, "index": settings.index_dir, "embedder": embedder}
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _wait(url: str, job: dict[str, Any]) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+        job = httpx.get(f"{url}/index/jobs/{job['id']}", headers=AUTH).json()
+    return job
+
+
+def _rebuild(url: str, **body: Any) -> dict[str, Any]:
+    response = httpx.post(f"{url}/index/rebuild", headers=AUTH, json=body or None)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/index/jobs/{response.json()['id']}"
+    return _wait(url, response.json())
+
+
+def _upload(url: str, *files: tuple[str, bytes], folder: str | None = None, headers=AUTH) -> httpx.Response:
+    data = {"folder": folder} if folder is not None else None
+    return httpx.post(f"{url}/documents", headers=headers, files=[("files", f) for f in files], data=data)
+
+
+def test_admin_endpoints_are_off_without_a_configured_token(server_url):
+    for response in (
+        httpx.post(f"{server_url}/index/rebuild", headers=AUTH),
+        httpx.delete(f"{server_url}/documents/notes/finance", headers=AUTH),
+        _upload(server_url, ("a.md", b"# A\n\nText here.\n")),
+    ):
+        assert response.status_code == 403
+        error = response.json()["error"]
+        assert error["type"] == "admin_disabled" and "HKAI_QA_ADMIN_TOKEN" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-0123456789"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": ""},
+    ],
+)
+def test_missing_or_wrong_token_is_401_and_never_echoed(admin, headers):
+    before = _tree(admin["corpus"])
+    for response in (
+        httpx.post(f"{admin['url']}/index/rebuild", headers=headers),
+        httpx.get(f"{admin['url']}/index/jobs", headers=headers),
+        _upload(admin["url"], ("x.md", b"# X\n\nSome text.\n"), headers=headers),
+        httpx.delete(f"{admin['url']}/documents/harbour-lab", headers=headers),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["error"]["type"] == "unauthorized"
+        assert TOKEN not in response.text
+    assert _tree(admin["corpus"]) == before
+
+
+def test_upload_rebuild_answer_then_delete_rebuild_no_answer(admin):
+    url = admin["url"]
+    assert BEES[:20].decode() not in str(httpx.post(f"{url}/ask", json={"question": BEE_QUESTION}).json())
+    response = _upload(url, ("lantau-bees.md", BEES), folder="field-notes")
+    assert response.status_code == 201, response.text
+    stored = response.json()["documents"]
+    assert stored == [
+        {
+            "id": "field-notes/lantau-bees",
+            "source": "field-notes/lantau-bees.md",
+            "bytes": len(BEES),
+            "sections": 1,
+            "replaced": False,
+        }
+    ]
+    assert (admin["corpus"] / "field-notes" / "lantau-bees.md").read_bytes() == BEES
+
+    job = _rebuild(url)
+    assert job["state"] == "succeeded", job
+    summary = job["summary"]
+    assert summary["added"] == ["field-notes/lantau-bees"] and summary["unchanged"] == 2 and summary["published"]
+    assert job["index_version"] == httpx.get(f"{url}/health").json()["index_version"]
+    body = httpx.post(f"{url}/ask", json={"question": BEE_QUESTION}).json()
+    assert body["index_version"] == job["index_version"]
+    assert "4,312 hives" in body["answer"]
+    assert body["citations"][0]["document_id"] == "field-notes/lantau-bees"
+    assert body["citations"][0]["section"] == "Findings"
+
+    response = httpx.delete(f"{url}/documents/field-notes/lantau-bees", headers=AUTH)
+    assert response.status_code == 200 and response.json()["source"] == "field-notes/lantau-bees.md"
+    assert not (admin["corpus"] / "field-notes" / "lantau-bees.md").exists()
+    assert httpx.delete(f"{url}/documents/field-notes/lantau-bees", headers=AUTH).status_code == 404
+    job = _rebuild(url)
+    assert job["state"] == "succeeded" and job["summary"]["removed"] == ["field-notes/lantau-bees"]
+    body = httpx.post(f"{url}/ask", json={"question": BEE_QUESTION}).json()
+    assert all(c["document_id"] != "field-notes/lantau-bees" for c in body["citations"])
+    assert "4,312" not in (body["answer"] or "")
+    assert httpx.get(f"{url}/documents/field-notes/lantau-bees").status_code == 404
+
+
+def test_a_rebuild_with_no_changes_reports_it_and_keeps_the_version(admin):
+    version = httpx.get(f"{admin['url']}/health").json()["index_version"]
+    job = _rebuild(admin["url"])
+    assert job["state"] == "succeeded" and job["summary"]["published"] is False
+    assert job["summary"]["embedded"] == 0 and job["index_version"] == version
+    jobs = httpx.get(f"{admin['url']}/index/jobs", headers=AUTH).json()["jobs"]
+    assert jobs[0]["id"] == job["id"]
+
+
+SCANNED = (FIXTURES / "formats" / "scanned.pdf").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("files", "folder", "status", "kind", "says"),
+    [
+        ([("big.txt", b"Words and more words. " * 300)], None, 413, "payload_too_large", "limit"),
+        ([("report.docx", b"PK\x03\x04 binary")], None, 415, "unsupported_format", ".pdf"),
+        ([("latin.txt", "Café in Sai Kung.".encode("latin-1"))], None, 422, "unreadable_document", "UTF-8"),
+        ([("empty.md", b"")], None, 422, "unreadable_document", "empty"),
+        ([("scan.pdf", SCANNED)], None, 422, "unreadable_document", "no text layer"),
+        ([("fake.pdf", b"%PDF-1.4 this is not really a pdf")], None, 422, "unreadable_document", "PDF"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "../outside", 422, "invalid_request", "inside the corpus"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "/etc", 422, "invalid_request", "relative"),
+        ([(".hidden.md", b"# Ok\n\nFine text.\n")], None, 422, "invalid_request", "file name"),
+        ([("ok.md", b"# Ok\n\nFine text.\n"), ("bad.txt", b"\xff\xfe\x81")], None, 422, "unreadable_document", "bad"),
+        ([("ok.md", b"# Ok\n\nFine.\n"), ("ok.md", b"# Ok\n\nFine.\n")], None, 422, "invalid_request", "twice"),
+        ([("harbour-lab.md", b"# Clash\n\nSame id as harbour-lab.txt.\n")], None, 409, "conflict", "harbour-lab.txt"),
+    ],
+)
+def test_bad_uploads_are_refused_with_a_reason_and_write_nothing(admin, files, folder, status, kind, says):
+    before = _tree(admin["corpus"])
+    outside = sorted(p.name for p in admin["corpus"].parent.iterdir())
+    response = _upload(admin["url"], *files, folder=folder)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == kind and says in error["message"]
+    assert _tree(admin["corpus"]) == before
+    assert sorted(p.name for p in admin["corpus"].parent.iterdir()) == outside
+
+
+def test_not_multipart_is_415_and_no_files_is_422(admin):
+    response = httpx.post(f"{admin['url']}/documents", headers=AUTH, json={"files": ["a.md"]})
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["error"]["message"]
+    response = httpx.post(f"{admin['url']}/documents", headers=AUTH, files={"other": ("a.md", b"x")})
+    assert response.status_code == 422 and "no files" in response.json()["error"]["message"]
+
+
+def test_a_path_in_the_file_name_is_dropped_and_the_file_stays_inside(admin):
+    response = _upload(admin["url"], ("../../escape.md", b"# Escape\n\nThis file tried to leave.\n"))
+    assert response.status_code == 201, response.text
+    assert response.json()["documents"][0]["source"] == "escape.md"
+    assert (admin["corpus"] / "escape.md").is_file()
+    assert not (admin["corpus"].parent / "escape.md").exists()
+    assert httpx.delete(f"{admin['url']}/documents/escape", headers=AUTH).status_code == 200
+
+
+def test_a_rebuild_that_fails_says_why_and_changes_nothing(admin):
+    version = httpx.get(f"{admin['url']}/health").json()["index_version"]
+    before = _tree(admin["corpus"])
+    with build_lock(admin["index"]):  # as if `hkai-qa build` were running on the same index folder
+        job = _rebuild(admin["url"], force=True)
+    assert job["state"] == "failed" and job["error"]["type"] == "build_running"
+    assert "another build is running" in job["error"]["message"]
+    assert httpx.get(f"{admin['url']}/health").json()["index_version"] == version
+    assert current_version(admin["index"]) == version
+    assert _tree(admin["corpus"]) == before
+    assert httpx.get(f"{admin['url']}/index/jobs/no-such-job", headers=AUTH).status_code == 404
+
+
+def _served(url: str, version: str, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{url}/health").json()["index_version"] == version:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_version_published_by_another_process_is_picked_up_and_a_corrupt_one_refused(admin):
+    url, index = admin["url"], admin["index"]
+    good = build_index(admin["corpus"], index, admin["embedder"], force=True).version
+    assert _served(url, good)
+
+    corrupt = "29990101T000000000000Z-corrupt"
+    shutil.copytree(index / VERSIONS / good, index / VERSIONS / corrupt)
+    (index / VERSIONS / corrupt / "chunks.faiss").write_bytes(b"truncated")
+    publish(index, corrupt)
+    time.sleep(1.0)  # five watcher rounds
+    assert httpx.get(f"{url}/health").json()["index_version"] == good
+    response = httpx.post(f"{url}/ask", json={"question": "How hot should the water be for oolong?"})
+    assert response.status_code == 200 and response.json()["index_version"] == good
+    publish(index, good)
+    shutil.rmtree(index / VERSIONS / corrupt)
