@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run build test lint typecheck pytest eval screenshots clean
+.PHONY: install run build test lint typecheck pytest eval bench screenshots clean
 
 install: $(STAMP)
 
@@ -31,11 +31,11 @@ $(INDEX)/CURRENT:
 	$(MAKE) build
 
 run: install $(INDEX)/CURRENT
-	$(BIN)/hkai-qa serve --index $(INDEX) --host $(HOST) --port $(PORT)
+	$(BIN)/hkai-qa serve --corpus $(CORPUS) --index $(INDEX) --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff format --check hkai_qa tests
-	$(BIN)/ruff check hkai_qa tests
+	$(BIN)/ruff format --check hkai_qa tests benchmarks
+	$(BIN)/ruff check hkai_qa tests benchmarks
 
 typecheck: install
 	$(BIN)/mypy
@@ -48,6 +48,10 @@ test: lint typecheck pytest
 
 eval: install $(INDEX)/CURRENT
 	$(BIN)/hkai-qa eval --index $(INDEX)
+
+# Benchmarks measure, tests check: timings live here, never in `make test`.
+bench: install
+	$(BIN)/python benchmarks/build.py --corpus $(CORPUS)
 
 screenshots: install
 	HKAI_QA_SCREENSHOTS=docs $(BIN)/python -m pytest tests/test_web.py -q

@@ -7,6 +7,7 @@ current valid version) no new version is written. One build at a time per index 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,7 +97,12 @@ def build_index(
         removed = tuple(sorted(set(before) - set(now)))
         changed = tuple(sorted(i for i in set(now) & set(before) if now[i] != before[i]))
         unchanged = len(now) - len(added) - len(changed)
-        same_settings = previous is not None and previous.get("chunk_tokens") == chunk_tokens
+        pipeline = pipeline_fingerprint()
+        same_settings = (
+            previous is not None
+            and previous.get("chunk_tokens") == chunk_tokens
+            and previous.get("pipeline") == pipeline
+        )
         if previous is not None and same_settings and not (added or removed or changed or force):
             step("done", 1, 1)
             counts = previous["counts"]
@@ -141,6 +147,7 @@ def build_index(
             vectors[len(chunk_texts) :],
             embedder.name,
             chunk_tokens,
+            pipeline,
         )
         step("done", 1, 1)
     return BuildSummary(
@@ -159,6 +166,17 @@ def build_index(
         skipped=corpus.skipped,
         seconds=time.perf_counter() - started,
     )
+
+
+def pipeline_fingerprint() -> str:
+    """A hash of the code that turns files into chunks: when it changes, a rebuild re-chunks everything
+    (the embedding cache still spares the model every text that comes out the same)."""
+    from hkai_qa import building, chunking, documents, formats, index
+
+    digest = hashlib.sha256()
+    for module in (documents, formats, chunking, index, building):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _chunk(

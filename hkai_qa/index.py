@@ -10,7 +10,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -84,7 +85,7 @@ def write_version(
     sentence_vectors: np.ndarray,
     model: str,
     chunk_tokens: int,
-    report: Callable[[str], None] = lambda _: None,
+    pipeline: str = "",
 ) -> str:
     """Write a new version folder (manifest last), make it current, prune old ones; returns its name.
 
@@ -104,7 +105,6 @@ def write_version(
     versions.mkdir(parents=True, exist_ok=True)
     staging = versions / f"{STAGING_PREFIX}{version}"
     staging.mkdir()
-    report(f"writing version {version}")
     try:
         _write_json(staging / "documents.json", [_document_json(d) for d in documents])
         _write_json(
@@ -118,12 +118,14 @@ def write_version(
         flat.add(chunk_vectors)
         faiss.write_index(flat, str(staging / "chunks.faiss"))
         np.save(staging / "sentences.npy", sentence_vectors, allow_pickle=False)
+        _failpoint("HKAI_QA_FAILPOINT_BEFORE_MANIFEST")
         manifest = {
             "format_version": FORMAT_VERSION,
             "version": version,
             "built_at": built_at.isoformat(),
             "model": {"name": model, "dimension": int(chunk_vectors.shape[1])},
             "chunk_tokens": chunk_tokens,
+            "pipeline": pipeline,
             "counts": counts,
             "documents": {d.id: d.sha256 for d in documents},
             "calibration": DEFAULT_CALIBRATION,
@@ -313,6 +315,16 @@ def _check_manifest(path: Path, manifest: dict[str, Any], model: str) -> None:
         or not isinstance(manifest["built_at"], str)
     ):
         raise IndexInvalid(f"index version {version}: the manifest is malformed")
+
+
+def _failpoint(name: str) -> None:
+    """A test hook: pause here for the seconds the environment variable `name` gives (default: not at all).
+
+    The crash tests set it so a `kill -9` lands, every time, after the data files and before the manifest.
+    """
+    seconds = os.environ.get(name, "")
+    if seconds:
+        time.sleep(float(seconds))
 
 
 def _document_json(document: Document) -> dict[str, Any]:

@@ -237,3 +237,45 @@ def test_a_version_published_by_another_process_is_picked_up_and_a_corrupt_one_r
     assert response.status_code == 200 and response.json()["index_version"] == good
     publish(index, good)
     shutil.rmtree(index / VERSIONS / corrupt)
+
+
+def test_html_and_pdf_uploads_are_answered_with_page_citations_that_slice_the_stored_text(admin):
+    url = admin["url"]
+    files = [
+        ("report.pdf", (FIXTURES / "formats" / "report.pdf").read_bytes()),
+        ("article.html", (FIXTURES / "formats" / "article.html").read_bytes()),
+    ]
+    response = _upload(url, *files, folder="formats")
+    assert response.status_code == 201, response.text
+    first = httpx.post(f"{url}/index/rebuild", headers=AUTH).json()
+    second = httpx.post(f"{url}/index/rebuild", headers=AUTH)  # the first is still reading or embedding
+    assert second.status_code == 409 and first["id"] in second.json()["error"]["message"]
+    job = _wait(url, first)
+    assert job["state"] == "succeeded" and set(job["summary"]["added"]) == {"formats/report", "formats/article"}
+
+    body = httpx.post(f"{url}/ask", json={"question": "When was the Kowloon Robotics Consortium founded?"}).json()
+    assert "2019" in body["answer"]
+    citation = body["citations"][0]
+    assert citation["document_id"] == "formats/report" and citation["section"] == "Page 2"
+    document = httpx.get(f"{url}/documents/formats/report").json()
+    assert document["text"][citation["start"] : citation["end"]] == citation["quote"]
+    assert [s["title"] for s in document["sections"]] == ["Page 1", "Page 2", "Page 3"]
+    page = httpx.get(f"{url}/documents/formats/article").json()
+    assert page["title"] == "Harbourline Robotics Week draws record crowds" and len(page["sections"]) > 1
+    assert "COOKIE-SENTINEL" not in page["text"] and "FOOTER-SENTINEL" not in page["text"]
+
+    for document_id in ("formats/report", "formats/article"):
+        assert httpx.delete(f"{url}/documents/{document_id}", headers=AUTH).status_code == 200
+    assert _rebuild(url)["state"] == "succeeded"
+
+
+def test_a_rollback_from_the_command_line_is_served_without_a_restart(admin):
+    from hkai_qa.index import rollback
+
+    url, index = admin["url"], admin["index"]
+    newest = build_index(admin["corpus"], index, admin["embedder"], force=True).version
+    assert _served(url, newest)
+    previous = rollback(index, "all-MiniLM-L6-v2")
+    assert previous != newest and _served(url, previous)
+    publish(index, newest)
+    assert _served(url, newest)

@@ -123,3 +123,60 @@ def test_module_entry_point_shows_help():
     assert result.returncode == 0
     for command in ("build", "ask", "serve", "eval", "versions", "rollback"):
         assert command in result.stdout
+
+
+def test_build_versions_and_rollback_from_the_command_line(tmp_path: Path):
+    index = tmp_path / "index"
+    first = _cli("build", "--corpus", str(FIXTURE), "--index", str(index))
+    assert first.returncode == 0, first.stderr
+    assert "2 documents (2 added, 0 changed, 0 removed, 0 unchanged)" in first.stdout
+    assert "reading" in first.stderr and "embedding" in first.stderr  # plain progress lines off a terminal
+    again = _cli("build", "--corpus", str(FIXTURE), "--index", str(index))
+    assert again.returncode == 0 and "is up to date" in again.stdout and "nothing embedded" in again.stdout
+    forced = _cli("build", "--corpus", str(FIXTURE), "--index", str(index), "--force")
+    assert forced.returncode == 0 and "embedded 0 texts" in forced.stdout
+
+    listed = _cli("versions", "--index", str(index)).stdout.splitlines()
+    assert len(listed) == 2 and listed[0].startswith("* ") and listed[1].startswith("  ")
+    newest, older = listed[0].split()[1], listed[1].split()[0]
+    assert "2 documents" in listed[0]
+    rolled = _cli("rollback", "--index", str(index))
+    assert rolled.returncode == 0 and f"now serving index {older}" in rolled.stdout and newest in rolled.stdout
+    assert (index / "CURRENT").read_text().strip() == older
+    bad = _cli("rollback", "no-such-version", "--index", str(index))
+    assert bad.returncode == 1 and bad.stderr.startswith("error: index version 'no-such-version' does not exist")
+    assert (index / "CURRENT").read_text().strip() == older
+
+
+def test_build_on_a_terminal_shows_a_progress_bar(tmp_path: Path):
+    import pty
+
+    parent, child = pty.openpty()
+    build = subprocess.Popen(
+        [sys.executable, "-m", "hkai_qa", "build", "--corpus", str(FIXTURE), "--index", str(tmp_path / "i")],
+        stdout=subprocess.PIPE,
+        stderr=child,
+        env={**ENV, "COLUMNS": "100"},
+        text=True,
+    )
+    os.close(child)
+    shown = b""
+    try:
+        while True:  # drain the terminal while the build draws on it, or it blocks on a full buffer
+            try:
+                data = os.read(parent, 65536)
+            except OSError:  # EIO: the build has exited and closed its end
+                break
+            if not data:
+                break
+            shown += data
+        out, _ = build.communicate(timeout=300)
+    finally:
+        os.close(parent)
+        if build.poll() is None:
+            build.kill()
+            build.wait()
+    assert build.returncode == 0 and "built index" in out
+    text = shown.decode("utf-8", "replace")
+    assert "embedding" in text and "━" in text  # rich's bar, drawn on the terminal
+    assert "embedding 0/" not in text  # not the plain lines

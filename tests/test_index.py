@@ -123,7 +123,7 @@ def test_corpus_without_text_is_refused_and_keeps_the_current_version(tiny_index
     corpus.mkdir()
     (corpus / "empty.md").write_text("", encoding="utf-8")
     (corpus / "heading.md").write_text("# Only a heading\n", encoding="utf-8")
-    with pytest.raises(EmptyCorpus, match="no readable documents .* 2 file"):
+    with pytest.raises(EmptyCorpus, match=r"no readable documents .* 2 file"):
         build_index(corpus, index_dir, embedder)
     assert current_version(index_dir) == tiny_index[1].version
 

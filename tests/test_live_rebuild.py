@@ -104,13 +104,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _build(corpus: Path, index: Path, *options: str) -> subprocess.Popen[str]:
+def _build(corpus: Path, index: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hkai_qa", "build", "--corpus", str(corpus), "--index", str(index), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=ENV,
+        env={**ENV, **(env or {})},
     )
 
 
@@ -180,16 +180,19 @@ def test_kill_9_while_embedding_keeps_the_old_version_serving_and_the_next_build
 def test_kill_9_while_writing_the_index_keeps_the_old_version(live):
     corpus, index, server = live["corpus"], live["index"], live["server"]
     old = server.version()
-    landed = False
-    for _ in range(5):  # the write takes milliseconds: retry until the kill lands inside it
-        build = _build(corpus, index, "--force")  # every vector is cached, so it goes straight to writing
-        _kill_when(build, lambda line: line.startswith("writing"))
-        current = (index / "CURRENT").read_text().strip()
-        if _staging(index) and current == old:
-            landed = True
-            break
-        old = current  # the build published before the kill; try again from here
-    assert landed, "no kill landed while the version was being written"
+    # The failpoint holds the build after the data files are written and before the manifest, so the
+    # kill lands inside the write every time. Every vector is cached, so it gets there without the model.
+    build = _build(corpus, index, "--force", env={"HKAI_QA_FAILPOINT_BEFORE_MANIFEST": "60"})
+    with build:
+        deadline = time.monotonic() + 120
+        while not any((index / "versions" / name / "sentences.npy").exists() for name in _staging(index)):
+            assert build.poll() is None and time.monotonic() < deadline, "the build never reached the write"
+            time.sleep(0.05)
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait(timeout=30)
+    [left] = _staging(index)
+    assert not (index / "versions" / left / "manifest.json").exists()
+    assert (index / "CURRENT").read_text().strip() == old
     assert server.version() == old and server.ask()["index_version"] == old
 
     restarted = Server(corpus, index, live["root"] / "restart-2.log")
