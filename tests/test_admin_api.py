@@ -279,3 +279,22 @@ def test_a_rollback_from_the_command_line_is_served_without_a_restart(admin):
     assert previous != newest and _served(url, previous)
     publish(index, newest)
     assert _served(url, newest)
+
+
+def test_a_chunked_upload_over_the_request_limit_is_413_and_writes_nothing(admin):
+    before = _tree(admin["corpus"])
+    boundary = "hkai-boundary"
+
+    def body():  # no Content-Length: the limit must hold on the bytes actually received
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="huge.txt"\r\n\r\n'.encode()
+        for _ in range(200):
+            yield b"Enormous text. " * 1000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = httpx.post(
+        f"{admin['url']}/documents",
+        headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        content=body(),
+    )
+    assert response.status_code == 413 and "per request" in response.json()["error"]["message"]
+    assert _tree(admin["corpus"]) == before
