@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hkai_qa.config import Settings
 from hkai_qa.corpus import Upload, add_documents, delete_document
@@ -46,8 +47,9 @@ def require_admin(
         )
     if credentials is None:
         raise Unauthorized("this endpoint needs the header `Authorization: Bearer <admin token>`")
-    expected = settings.admin_token.get_secret_value().encode("utf-8")
-    if not hmac.compare_digest(credentials.credentials.encode("utf-8", "surrogateescape"), expected):
+    expected = settings.admin_token.get_secret_value().encode("ascii")  # the settings allow ASCII only
+    given = credentials.credentials.encode("latin-1", "replace")  # how HTTP headers arrive
+    if not hmac.compare_digest(given, expected):
         raise Unauthorized("the admin token is wrong")
 
 
@@ -104,9 +106,21 @@ def admin_router() -> APIRouter:
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"the upload is {int(declared):,} bytes; the limit is {limit:,} bytes per request")
         limited = Request(request.scope, _limited(request.receive, limit))
+        parser = _FileLimitedParser(
+            request.headers,
+            limited.stream(),
+            max_files=settings.max_upload_files,
+            max_fields=10,
+            max_part_size=64_000,
+            max_file_bytes=settings.max_upload_bytes,
+        )
         try:
-            form = await limited.form(max_files=settings.max_upload_files, max_fields=10, max_part_size=64_000)
+            form = await parser.parse()
+        except _FileTooLarge as exc:
+            raise PayloadTooLarge(exc.message) from None
         except MultiPartException as exc:
+            if exc.message.startswith("Too many files"):
+                raise PayloadTooLarge(f"at most {settings.max_upload_files} files per upload") from None
             raise InvalidRequest(f"the multipart body is malformed: {exc.message}") from None
         try:
             files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
@@ -123,7 +137,9 @@ def admin_router() -> APIRouter:
                 uploads.append(Upload(file.filename or "", await file.read()))
         finally:
             await form.close()
-        stored = await run_in_threadpool(add_documents, settings.corpus_dir, uploads, folder, settings.max_upload_bytes)
+        stored = await run_in_threadpool(
+            add_documents, settings.corpus_dir, settings.index_dir, uploads, folder, settings.max_upload_bytes
+        )
         return UploadResponse(
             documents=[
                 StoredDocument(
@@ -144,7 +160,7 @@ def admin_router() -> APIRouter:
     ) -> DeleteResponse:
         """Remove a document's file from the corpus folder; a rebuild then drops it from answers."""
         settings: Settings = request.app.state.settings
-        source = delete_document(settings.corpus_dir, document_id)
+        source = delete_document(settings.corpus_dir, settings.index_dir, document_id)
         return DeleteResponse(
             deleted=document_id,
             source=source,
@@ -156,11 +172,23 @@ def admin_router() -> APIRouter:
         status_code=202,
         response_model=JobOut,
         responses={409: {"model": ErrorResponse, "description": "A rebuild is already running."}},
+        openapi_extra={
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": RebuildRequest.model_json_schema()}},
+            }
+        },
     )
-    def rebuild(request: Request, response: Response, body: RebuildRequest | None = None) -> JobOut:
+    async def rebuild(request: Request, response: Response) -> JobOut:
         """Start a rebuild of the corpus folder; returns the job at once. Follow it at `/index/jobs/{id}`."""
+        raw = await request.body()  # read after the token check, so strangers learn nothing from parsing
+        try:
+            body = RebuildRequest.model_validate_json(raw) if raw.strip() else RebuildRequest(force=False)
+        except ValidationError as exc:
+            problems = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors())
+            raise InvalidRequest(f'the body must be JSON such as {{"force": true}}: {problems}') from None
         jobs: RebuildJobs = request.app.state.jobs
-        job = jobs.start(force=body.force if body else False)
+        job = await run_in_threadpool(jobs.start, body.force)
         response.headers["Location"] = f"/index/jobs/{job.id}"
         return _job_out(job)
 
@@ -181,6 +209,31 @@ def admin_router() -> APIRouter:
         return _job_out(jobs.get(job_id))
 
     return router
+
+
+class _FileTooLarge(MultiPartException):
+    pass
+
+
+class _FileLimitedParser(MultiPartParser):
+    """Starlette's multipart parser, stopping as soon as one file passes `max_file_bytes`."""
+
+    def __init__(self, *args: Any, max_file_bytes: int, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.max_file_bytes = max_file_bytes
+        self._file_bytes = 0
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._file_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current_part.file is not None:
+            self._file_bytes += end - start
+            if self._file_bytes > self.max_file_bytes:
+                name = self._current_part.file.filename or "a file"
+                raise _FileTooLarge(f"{name} is over the limit of {self.max_file_bytes:,} bytes per file")
+        super().on_part_data(data, start, end)
 
 
 def _job_out(job: Job) -> JobOut:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hkai_qa.chunking import chunk_sentences, split_sentences
+from hkai_qa.corpus import corpus_lock
 from hkai_qa.documents import load_corpus
 from hkai_qa.embedding import Embedder
 from hkai_qa.embedding_cache import EmbeddingCache
@@ -24,6 +25,7 @@ from hkai_qa.index import (
     build_lock,
     clear_staging,
     current_version,
+    document_fingerprint,
     embedding_text,
     validate_version,
     write_version,
@@ -88,11 +90,12 @@ def build_index(
     with build_lock(index_dir):
         clear_staging(index_dir)
         step("reading", 0, 0)
-        corpus = load_corpus(corpus_dir)
+        with corpus_lock(index_dir):  # never half of an upload
+            corpus = load_corpus(corpus_dir)
         documents = list(corpus.documents)
-        previous = _current_manifest(index_dir, embedder.name)
+        previous = _current_manifest(index_dir, embedder)
         before: dict[str, str] = dict(previous["documents"]) if previous else {}
-        now = {d.id: d.sha256 for d in documents}
+        now = {d.id: document_fingerprint(d) for d in documents}
         added = tuple(sorted(set(now) - set(before)))
         removed = tuple(sorted(set(before) - set(now)))
         changed = tuple(sorted(i for i in set(now) & set(before) if now[i] != before[i]))
@@ -125,7 +128,7 @@ def build_index(
         by_id = {d.id: d for d in documents}
         sentence_texts = [by_id[s.document_id].text[s.start : s.end] for s in sentences]
         texts = chunk_texts + sentence_texts
-        cache = EmbeddingCache.open(index_dir, embedder.name)
+        cache = EmbeddingCache.open(index_dir, embedder)
         done = 0
 
         def embedded(count: int) -> None:
@@ -148,6 +151,7 @@ def build_index(
             embedder.name,
             chunk_tokens,
             pipeline,
+            embedder.fingerprint,
         )
         step("done", 1, 1)
     return BuildSummary(
@@ -199,10 +203,12 @@ def _chunk(
     return sentences, chunks, chunk_texts
 
 
-def _current_manifest(index_dir: Path, model: str) -> dict[str, Any] | None:
-    """The current version's manifest when it is valid for this model and format, else None."""
+def _current_manifest(index_dir: Path, embedder: Embedder) -> dict[str, Any] | None:
+    """The current version's manifest when it is valid for this very model (name and files), else None."""
     try:
-        manifest = validate_version(index_dir, current_version(index_dir), model)
+        manifest = validate_version(index_dir, current_version(index_dir), embedder.name)
     except (IndexNotFound, IndexInvalid):
+        return None
+    if manifest["model"].get("fingerprint") != embedder.fingerprint:
         return None
     return manifest if manifest.get("format_version") == FORMAT_VERSION else None

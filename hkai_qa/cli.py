@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -190,6 +191,8 @@ def serve(
 
     from hkai_qa.api import create_app
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hkai_qa").setLevel(logging.INFO)  # version swaps, refused versions, rebuild jobs
     settings = _settings(corpus_dir=corpus, index_dir=index, host=host, port=port)
     application = create_app(settings)
     typer.echo(f"serving index {application.state.service.index.version} at http://{settings.host}:{settings.port}")

@@ -14,7 +14,8 @@ MIN_TOKEN_CHARS = 16
 class Settings(BaseSettings):
     """Validated when built; the CLI and `create_app` build one, tests pass their own."""
 
-    model_config = SettingsConfigDict(env_prefix="HKAI_QA_", extra="ignore")
+    # hide_input_in_errors: a rejected admin token must not be printed back in the error
+    model_config = SettingsConfigDict(env_prefix="HKAI_QA_", extra="ignore", hide_input_in_errors=True)
 
     corpus_dir: Path = Field(Path("corpus"), description="Folder of documents to index.")
     index_dir: Path = Field(Path("index"), description="Folder holding built index versions.")
@@ -48,6 +49,8 @@ class Settings(BaseSettings):
             return None  # HKAI_QA_ADMIN_TOKEN= (empty) means no token, so admin stays off
         if len(value.get_secret_value().strip()) < MIN_TOKEN_CHARS:
             raise ValueError(f"the admin token must be at least {MIN_TOKEN_CHARS} characters")
+        if not all(33 <= ord(c) <= 126 for c in value.get_secret_value().strip()):
+            raise ValueError("the admin token must be printable ASCII without spaces (HTTP headers carry no more)")
         return SecretStr(value.get_secret_value().strip())
 
     @field_validator("model")

@@ -9,17 +9,40 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import unicodedata
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from filelock import FileLock, Timeout
 
 from hkai_qa.documents import SUFFIXES, decode_document
 from hkai_qa.errors import Conflict, DocumentNotFound, InvalidRequest, PayloadTooLarge, UnsupportedFormat
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\:*?\"<>|]")
-_MAX_NAME_CHARS = 200
-_writes = threading.Lock()  # one corpus change at a time in this process
+# Controls, C1 controls, bidi overrides and zero-width marks, and characters other systems refuse in names.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\\:*?\"<>|]")
+_MAX_PART_BYTES = 150  # well under the 255-byte limit of a file name, leaving room for temporary names
+_MAX_DEPTH = 8
+LOCK = ".corpus.lock"  # kept in the index folder: the corpus stays the user's own files
+_LOCK_WAIT_S = 60.0
+
+
+@contextmanager
+def corpus_lock(index_dir: Path) -> Iterator[None]:
+    """Hold the lock on the corpus an index is built from: uploads and deletes write under it and a build
+    reads under it, so a build never sees half of an upload. Waits for the holder."""
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(index_dir / LOCK, timeout=_LOCK_WAIT_S)
+        lock.acquire()
+    except Timeout:
+        raise Conflict(f"the corpus stayed busy for {_LOCK_WAIT_S:.0f} s (see {index_dir / LOCK}); try again") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +65,18 @@ class Stored:
 
 
 def add_documents(
-    corpus_dir: Path, uploads: list[Upload], folder: str = "", max_bytes: int = 10_000_000
+    corpus_dir: Path, index_dir: Path, uploads: list[Upload], folder: str = "", max_bytes: int = 10_000_000
 ) -> list[Stored]:
     """Check every upload, then write them all into `corpus_dir/folder`, or nothing if any is bad."""
     if not uploads:
         raise InvalidRequest("no files: send one or more files in the multipart field `files`")
     base = safe_folder(folder)
     planned: dict[str, tuple[Upload, int]] = {}
+    ids: dict[str, str] = {}
     for upload in uploads:
         name = safe_name(upload.filename)
         relative = (base / name).as_posix()
+        document_id = PurePosixPath(relative).with_suffix("").as_posix()
         if len(upload.content) > max_bytes:
             raise PayloadTooLarge(f"{name} is {len(upload.content):,} bytes; the limit is {max_bytes:,} bytes per file")
         suffix = PurePosixPath(name).suffix.lower()
@@ -59,11 +84,14 @@ def add_documents(
             raise UnsupportedFormat(f"{name}: unsupported file type {suffix or '(none)'}; accepted: {_kinds()}")
         if relative in planned:
             raise InvalidRequest(f"{relative} appears twice in this upload")
+        if document_id in ids:
+            raise InvalidRequest(f"{ids[document_id]} and {relative} would both be document {document_id!r}")
+        ids[document_id] = relative
         document = decode_document(upload.content, relative)  # UnreadableDocument (422) with the reason
         planned[relative] = (upload, len(document.sections))
-    with _writes:
-        corpus_dir.mkdir(parents=True, exist_ok=True)
-        root = corpus_dir.resolve()
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    root = corpus_dir.resolve()
+    with corpus_lock(index_dir):
         for relative in planned:
             _check_inside(root, relative)
             clash = _file_of(root, PurePosixPath(relative).with_suffix("").as_posix())
@@ -72,30 +100,44 @@ def add_documents(
                     f"{relative} would be the same document as {clash.relative_to(root).as_posix()}: "
                     "delete that one first, or upload it under the same name to replace it"
                 )
-        return _write_all(root, planned)
+            if (root / relative).is_dir():
+                raise Conflict(f"{relative} is a folder in the corpus")
+        try:
+            return _write_all(root, planned)
+        except OSError as exc:
+            raise InvalidRequest(f"the files could not be written ({exc.strerror or exc.__class__.__name__})") from None
 
 
-def delete_document(corpus_dir: Path, document_id: str) -> str:
+def delete_document(corpus_dir: Path, index_dir: Path, document_id: str) -> str:
     """Remove the file behind `document_id` from the corpus; returns its path relative to the corpus."""
-    parts = PurePosixPath(document_id).parts
-    if not parts or any(p in {".", ".."} or p.startswith(".") for p in parts) or document_id.startswith("/"):
-        raise InvalidRequest(f"{document_id!r} is not a document id")
-    with _writes:
-        root = corpus_dir.resolve()
+    shown = document_id if len(document_id) <= 200 else document_id[:200] + "…"
+    parts = document_id.split("/")
+    if (
+        len(parts) > _MAX_DEPTH + 1
+        or any(not p or p in {".", ".."} or p.startswith(".") or _UNSAFE.search(p) for p in parts)
+        or any(len(p.encode("utf-8", "surrogatepass")) > _MAX_PART_BYTES for p in parts)
+    ):
+        raise InvalidRequest(f"{shown!r} is not a document id")
+    root = corpus_dir.resolve()
+    with corpus_lock(index_dir):
         file = _file_of(root, document_id)
         if file is None:
-            raise DocumentNotFound(f"no document {document_id!r} in the corpus folder")
-        file.unlink()
+            raise DocumentNotFound(f"no document {shown!r} in the corpus folder")
+        try:
+            file.unlink()
+        except OSError as exc:
+            raise InvalidRequest(f"{shown!r} could not be removed ({exc.strerror or exc.__class__.__name__})") from None
         return file.relative_to(root).as_posix()
 
 
 def safe_name(filename: str) -> str:
     """The file's own name (any folder part dropped), or InvalidRequest when nothing safe is left."""
     name = unicodedata.normalize("NFC", PurePosixPath(filename.replace("\\", "/")).name).strip()
-    if not name or name in {".", ".."} or name.startswith(".") or _UNSAFE.search(name):
-        raise InvalidRequest(f"{filename!r} is not an acceptable file name")
-    if len(name) > _MAX_NAME_CHARS:
-        raise InvalidRequest(f"the file name is longer than {_MAX_NAME_CHARS} characters")
+    shown = filename if len(filename) <= 100 else filename[:100] + "…"
+    if not name or name in {".", ".."} or name.startswith(".") or name.endswith(".") or _UNSAFE.search(name):
+        raise InvalidRequest(f"{shown!r} is not an acceptable file name")
+    if len(name.encode("utf-8", "surrogatepass")) > _MAX_PART_BYTES:
+        raise InvalidRequest(f"the file name is longer than {_MAX_PART_BYTES} bytes")
     return name
 
 
@@ -105,11 +147,16 @@ def safe_folder(folder: str) -> PurePosixPath:
     if not cleaned:
         return PurePosixPath()
     if folder.strip().startswith("/") or "\\" in cleaned:
-        raise InvalidRequest(f"folder {folder!r} must be a relative path such as `reports/2026`")
+        raise InvalidRequest(f"folder {folder[:100]!r} must be a relative path such as `reports/2026`")
     parts = cleaned.split("/")
+    shown = folder if len(folder) <= 100 else folder[:100] + "…"
     for part in parts:
         if not part or part in {".", ".."} or part.startswith(".") or _UNSAFE.search(part):
-            raise InvalidRequest(f"folder {folder!r} must stay inside the corpus (no `..`, hidden or empty parts)")
+            raise InvalidRequest(f"folder {shown!r} must stay inside the corpus (no `..`, hidden or empty parts)")
+        if len(part.encode("utf-8", "surrogatepass")) > _MAX_PART_BYTES:
+            raise InvalidRequest(f"a folder name is longer than {_MAX_PART_BYTES} bytes")
+    if len(parts) > _MAX_DEPTH:
+        raise InvalidRequest(f"folder {shown!r} is more than {_MAX_DEPTH} levels deep")
     return PurePosixPath(*parts)
 
 
@@ -121,11 +168,13 @@ def _check_inside(root: Path, relative: str) -> None:
 
 
 def _file_of(root: Path, document_id: str) -> Path | None:
-    """The corpus file whose id is `document_id`, whatever its extension."""
+    """The corpus file whose id is `document_id`, whatever its extension, never through a symlinked folder
+    (the build does not follow those either, so nothing outside the corpus is a document)."""
     stem = root / document_id
-    if not stem.parent.is_dir():
+    folder = stem.parent
+    if not folder.is_dir() or folder.resolve() != folder or not folder.is_relative_to(root):
         return None
-    for candidate in stem.parent.iterdir():
+    for candidate in sorted(folder.iterdir()):
         if candidate.is_file() and candidate.stem == stem.name and candidate.suffix.lower() in SUFFIXES:
             return candidate
     return None
@@ -133,12 +182,15 @@ def _file_of(root: Path, document_id: str) -> Path | None:
 
 def _write_all(root: Path, planned: dict[str, tuple[Upload, int]]) -> list[Stored]:
     written: list[tuple[Path, bytes | None]] = []  # target, previous content (None: it was new)
+    created: list[Path] = []  # folders made for this upload, removed again if it fails
     stored = []
     try:
         for relative, (upload, sections) in planned.items():
             target = root / relative
             previous = target.read_bytes() if target.is_file() else None
+            missing = [p for p in reversed(target.relative_to(root).parents) if p.parts and not (root / p).exists()]
             target.parent.mkdir(parents=True, exist_ok=True)
+            created.extend(root / p for p in missing)
             _replace(target, upload.content)
             written.append((target, previous))
             stored.append(
@@ -156,12 +208,15 @@ def _write_all(root: Path, planned: dict[str, tuple[Upload, int]]) -> list[Store
                 target.unlink(missing_ok=True)
             else:
                 _replace(target, previous)
+        for folder in reversed(created):
+            with suppress(OSError):
+                folder.rmdir()
         raise
     return stored
 
 
 def _replace(target: Path, content: bytes) -> None:
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.upload")
+    temporary = target.with_name(f".upload-{uuid.uuid4().hex[:12]}.tmp")  # short: the name may be long
     try:
         with temporary.open("wb") as handle:
             handle.write(content)

