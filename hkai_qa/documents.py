@@ -1,21 +1,30 @@
 """Read a corpus folder into Documents with titled sections and character offsets into each document's text.
 
-Markdown and plain text are stored as they are; HTML pages and PDFs are stored as the text formats.py takes
-out of them (Markdown for a page, the text layer of each page for a PDF), so offsets always index Document.text.
+Markdown and plain text are stored as they are, but with LF line endings whether the file used LF, CRLF or a
+lone CR (classic Mac); HTML pages and PDFs are stored as the text formats.py takes out of them (Markdown for a
+page, the text layer of each page for a PDF), so offsets always index Document.text.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
 import statistics
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from markdown_it import MarkdownIt
 
-from hkai_qa.errors import CorpusNotFound, EmptyCorpus, InvalidRequest, UnreadableDocument, UnsupportedFormat
-from hkai_qa.formats import Extracted, Heading, extract_html, extract_pdf, has_words
+from hkai_qa.errors import (
+    CorpusNotFound,
+    EmptyCorpus,
+    HkaiError,
+    InvalidRequest,
+    UnreadableDocument,
+    UnsupportedFormat,
+)
+from hkai_qa.formats import Extracted, Heading, extract_html, extract_pdf, has_words, normalise_line_endings
 from hkai_qa.types import Corpus, Document, Section
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
@@ -33,12 +42,14 @@ _SENTENCE_END = (".", "!", "?", ";", ",", "。", "！", "？")
 _MAX_HEADING_WORDS = 15
 _MAX_HEADING_CHARS = 120
 
+log = logging.getLogger("hkai_qa.documents")
+
 
 def load_corpus(corpus_dir: Path) -> Corpus:
     """Read every supported file under `corpus_dir` (recursively); unreadable files are skipped with a reason."""
     if not corpus_dir.is_dir():
         raise CorpusNotFound(f"corpus folder not found: {corpus_dir}")
-    paths = list(_corpus_files(corpus_dir))
+    paths = _corpus_files(corpus_dir)
     sources: dict[str, str] = {}
     for path in paths:
         relative = path.relative_to(corpus_dir).as_posix()
@@ -53,7 +64,14 @@ def load_corpus(corpus_dir: Path) -> Corpus:
     for path in paths:
         relative = path.relative_to(corpus_dir).as_posix()
         try:
-            documents.append(_decode(_read_bytes(path), relative))
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            continue  # deleted since the folder was listed, so no longer part of the corpus
+        except OSError as exc:
+            skipped.append((relative, _read_error(exc)))
+            continue
+        try:
+            documents.append(_decode(raw, relative))
         except UnreadableDocument as exc:
             skipped.append((relative, exc.message))
     if not documents:
@@ -83,7 +101,10 @@ def decode_document(raw: bytes, relative: str) -> Document:
 
 
 def parse_document(doc_id: str, text: str, source: str) -> Document:
-    """Split text into sections: Markdown headings for .md/.markdown (and HTML's Markdown), heading lines else."""
+    """Split text into sections: Markdown headings for .md/.markdown (and HTML's Markdown), heading lines else.
+
+    Line endings become LF first, so the offsets index the Document's text as well as the parser's lines."""
+    text = normalise_line_endings(text)
     if Path(source).suffix.lower() in MARKDOWN_SUFFIXES | HTML_SUFFIXES:
         title, spans = _heading_sections(text, _markdown_headings(text))
     else:
@@ -100,6 +121,16 @@ def _decode(raw: bytes, relative: str) -> Document:
         raise UnsupportedFormat(f"{relative}: {found} are not supported (supported: {kinds})")
     if not raw:
         raise UnreadableDocument("empty file")
+    try:
+        return _decode_format(raw, relative, suffix)
+    except HkaiError:
+        raise
+    except Exception as exc:  # a decoder's bug costs this one file: never a whole build, never a 500 for an upload
+        log.exception("unexpected error reading %s", relative)
+        raise UnreadableDocument(f"could not be read ({type(exc).__name__})") from exc
+
+
+def _decode_format(raw: bytes, relative: str, suffix: str) -> Document:
     doc_id = _document_id(relative)
     if suffix in HTML_SUFFIXES:
         document = _extracted_document(doc_id, relative, extract_html(raw))
@@ -139,19 +170,35 @@ def _document_id(relative: str) -> str:
     return PurePosixPath(relative).with_suffix("").as_posix()
 
 
-def _read_bytes(path: Path, relative: str | None = None) -> bytes:
+def _read_bytes(path: Path, relative: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        reason = f"cannot be read ({exc.strerror or exc})"
-        raise UnreadableDocument(f"{relative}: {reason}" if relative else reason) from exc
+        raise UnreadableDocument(f"{relative}: {_read_error(exc)}") from exc
 
 
-def _corpus_files(corpus_dir: Path) -> Iterator[Path]:
-    for path in sorted(corpus_dir.rglob("*")):
-        hidden = any(part.startswith(".") for part in path.relative_to(corpus_dir).parts)
-        if path.is_file() and not hidden and path.suffix.lower() in SUFFIXES:
-            yield path
+def _read_error(exc: OSError) -> str:
+    return f"cannot be read ({exc.strerror or exc})"
+
+
+def _corpus_files(corpus_dir: Path) -> list[Path]:
+    """Supported, non-hidden files under `corpus_dir`, sorted by path."""
+    found: list[Path] = []
+    # os.walk skips a folder it cannot list, or one deleted while we walk; Path.rglob raises for the latter.
+    for folder, subfolders, names in os.walk(corpus_dir):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in names:
+            path = Path(folder, name)
+            if not name.startswith(".") and path.suffix.lower() in SUFFIXES and _is_file(path):
+                found.append(path)
+    return sorted(found)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()  # False for a FIFO, a socket, a dangling link, or a file already gone
+    except OSError:
+        return True  # it exists but cannot be examined; reading it will say why
 
 
 def _line_offsets(text: str) -> list[int]:

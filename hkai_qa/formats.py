@@ -8,6 +8,9 @@ lxml 6 without one more). With selectolax we walk the parsed tree ourselves: ent
 what is dropped (scripts, styles, <nav>, page <header>, <footer>, <aside>, cookie banners) is a short list we
 can read, and we record each heading's offset as we write it, so no text is ever re-interpreted as Markdown.
 PDFs go through pypdf, one section per page that has text.
+
+Every text format gets LF line endings before it is parsed: Markdown parsers also break lines at CRLF and at a
+lone CR (classic Mac files), and section offsets must count the same lines as the parser.
 """
 
 from __future__ import annotations
@@ -57,11 +60,20 @@ _INLINE_TAGS = frozenset(
 _HEADING_TAGS = {f"h{level}": level for level in range(1, 7)}
 _META_CHARSET = re.compile(rb"<meta\b[^>]*?charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]+)", re.I)
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+_LINE_ENDING = re.compile(r"\r\n?")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Python registers these as text encodings, but they transform text rather than name a page's charset.
+_NOT_CHARSETS = frozenset({"utf-7", "unicode-escape", "raw-unicode-escape", "punycode", "idna", "undefined"})
 
 
 def has_words(text: str) -> bool:
     """True when `text` holds at least one letter or digit."""
     return _LETTER_OR_DIGIT.search(text) is not None
+
+
+def normalise_line_endings(text: str) -> str:
+    """`text` with every CRLF and lone CR turned into LF."""
+    return _LINE_ENDING.sub("\n", text)
 
 
 def decode_html(raw: bytes) -> str:
@@ -73,11 +85,13 @@ def decode_html(raw: bytes) -> str:
         if declared:
             raise UnreadableDocument(f"not {declared} text as its <meta> charset declares (byte {exc.start})") from exc
         raise UnreadableDocument(f"not UTF-8 text (byte {exc.start}); declare its encoding in <meta charset>") from exc
+    except UnicodeError as exc:  # a codec that fails without naming the byte
+        raise UnreadableDocument(f"not {declared or 'UTF-8'} text ({exc})") from exc
 
 
 def extract_html(raw: bytes) -> Extracted:
     """The main text of a page as Markdown: "# Title", "## Heading", paragraphs, "- " list items."""
-    tree = LexborHTMLParser(decode_html(raw))
+    tree = LexborHTMLParser(normalise_line_endings(decode_html(raw)))
     root = _main_element(tree)
     writer = _MarkdownWriter()
     try:
@@ -111,6 +125,8 @@ def extract_pdf(raw: bytes) -> Extracted:
             pages = [page.extract_text() for page in reader.pages]
             metadata = reader.metadata
             title = metadata.title if metadata is not None else None
+            if not isinstance(title, str):  # pypdf hands back whatever object /Title holds: a number, an array
+                title = None
         except UnreadableDocument:
             raise
         except Exception as exc:  # any failure of the parser on these bytes means the file cannot be read
@@ -119,7 +135,7 @@ def extract_pdf(raw: bytes) -> Extracted:
     headings: list[Heading] = []
     offset = 0
     for number, page in enumerate(pages, start=1):
-        body = page.strip()
+        body = _clean_pdf_text(page).strip()
         if not has_words(body):
             continue  # a page without a text layer; the numbering of the others stays true
         if parts:
@@ -130,7 +146,12 @@ def extract_pdf(raw: bytes) -> Extracted:
     if not parts:
         kind = "no pages" if not pages else "no text layer (a scanned PDF?)"
         raise UnreadableDocument(kind)
-    return Extracted(title=_normalise(title or ""), text="\n\n".join(parts), headings=tuple(headings))
+    return Extracted(title=_normalise(_clean_pdf_text(title or "")), text="\n\n".join(parts), headings=tuple(headings))
+
+
+def _clean_pdf_text(text: str) -> str:
+    # A broken ToUnicode map makes pypdf return lone surrogates, which no UTF-8 file or database can hold.
+    return _SURROGATE.sub("\ufffd", normalise_line_endings(text))
 
 
 @contextmanager
@@ -146,15 +167,30 @@ def _quiet_pypdf() -> Iterator[None]:
 
 
 def _declared_charset(raw: bytes) -> str | None:
+    """The codec the page's <meta> names; None when it names none; a codec that is no charset is an error."""
     match = _META_CHARSET.search(raw[:8192])
     if match is None:
         return None
+    label = match.group(1).decode("ascii")
     try:
-        name = codecs.lookup(match.group(1).decode("ascii")).name
-    except (LookupError, UnicodeDecodeError):
+        codec = codecs.lookup(label)
+    except LookupError:
         return None  # an unknown label: read it as UTF-8
     # The HTML standard reads a page that declares UTF-16 in an ASCII <meta> as UTF-8.
-    return "utf-8" if name.startswith(("utf-16", "utf-32")) else name
+    if codec.name.startswith(("utf-16", "utf-32")):
+        return "utf-8"
+    if not codec._is_text_encoding or codec.name in _NOT_CHARSETS or not _reads_as_ascii(match.group(0), codec.name):
+        raise UnreadableDocument(f"declares an unsupported charset {label!r}")
+    return codec.name
+
+
+def _reads_as_ascii(meta: bytes, charset: str) -> bool:
+    # The <meta> was found by reading the bytes as ASCII, so a charset that reads them otherwise (EBCDIC, say)
+    # cannot be the one the page is written in.
+    try:
+        return meta.decode(charset) == meta.decode("ascii")
+    except UnicodeError:
+        return False
 
 
 def _main_element(tree: LexborHTMLParser) -> LexborNode | None:

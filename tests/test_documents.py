@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import shutil
+import threading
 from pathlib import Path
 
+import pypdf
 import pytest
 
 from hkai_qa.documents import SUFFIXES, decode_document, load_corpus, parse_document, read_document
@@ -236,3 +241,126 @@ def test_closing_paragraph_only_after_the_last_heading():
         ("Two", "C."),
         ("Conclusion", "The end."),
     ]
+
+
+MARKDOWN_LF = "Lead text.\n\n# Title\n\nUnder the title,\nover two lines.\n\n## Part\n\nAlpha.\n"
+PLAIN_LF = "Report Title\n\nOpening words here.\n\nBackground:\n\nSome background,\nover two lines.\n"
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\r"], ids=["crlf", "classic-mac-cr"])
+@pytest.mark.parametrize(
+    ("name", "lf_text", "bodies"),
+    [
+        pytest.param(
+            "notes.md",
+            MARKDOWN_LF,
+            [("Introduction", "Lead text."), ("Title", "Under the title,\nover two lines."), ("Part", "Alpha.")],
+            id="markdown",
+        ),
+        pytest.param(
+            "report.txt",
+            PLAIN_LF,
+            [("Introduction", "Opening words here."), ("Background", "Some background,\nover two lines.")],
+            id="plain-text",
+        ),
+    ],
+)
+def test_crlf_and_cr_line_endings_read_as_lf_with_offsets_into_the_stored_text(
+    tmp_path: Path, ending: str, name: str, lf_text: str, bodies: list[tuple[str, str]]
+):
+    (tmp_path / name).write_bytes(lf_text.replace("\n", ending).encode())
+    document = read_document(tmp_path / name, tmp_path)
+    assert document.text == lf_text
+    assert [(s.title, document.text[s.start : s.end]) for s in document.sections] == bodies
+    assert document.sections == parse_document(document.id, lf_text, name).sections
+
+
+def test_classic_mac_markdown_from_the_review_reads_instead_of_crashing(tmp_path: Path):
+    (tmp_path / "mac.md").write_bytes(b"Line one.\rLine two.\r\r# Heading\rBody text here.\n")
+    (document,) = load_corpus(tmp_path).documents
+    assert document.text == "Line one.\nLine two.\n\n# Heading\nBody text here.\n"
+    assert [(s.title, document.text[s.start : s.end]) for s in document.sections] == [
+        ("Introduction", "Line one.\nLine two."),
+        ("Heading", "Body text here."),
+    ]
+
+
+def test_parse_document_stores_the_text_it_counted_offsets_in():
+    document = parse_document("d", "# T\r\rFirst.\r\r## Next\r\rSecond.", "d.md")
+    assert document.text == "# T\n\nFirst.\n\n## Next\n\nSecond."
+    assert [document.text[s.start : s.end] for s in document.sections] == ["First.", "Second."]
+
+
+def _pdf_titled(title: bytes) -> bytes:
+    """The report PDF with `title` (4 bytes of PDF syntax, such as b" 77 " or b"[77]") as its /Title."""
+    writer = pypdf.PdfWriter(clone_from=FORMATS / "report.pdf")
+    writer.add_metadata({"/Title": "77"})
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    raw = buffer.getvalue()
+    assert raw.count(b"/Title (77)") == 1
+    return raw.replace(b"/Title (77)", b"/Title " + title)  # same length, so the cross-reference table holds
+
+
+@pytest.mark.parametrize("title", [b" 77 ", b"[77]"], ids=["number", "array"])
+def test_pdf_whose_title_is_not_text_is_named_after_its_file(title: bytes):
+    document = decode_document(_pdf_titled(title), "reports/annual_report.pdf")  # raised AttributeError
+    assert document.title == "Annual report"
+    assert [s.title for s in document.sections] == ["Page 1", "Page 2", "Page 3"]
+
+
+def test_files_that_used_to_crash_a_build_are_read_or_skipped_one_by_one(tmp_path: Path):
+    # Each of these raised out of load_corpus (IndexError, LookupError, UnicodeError, AttributeError) and so
+    # stopped the whole build.
+    (tmp_path / "notes.md").write_text("# Notes\n\nGood text.", encoding="utf-8")
+    (tmp_path / "mac.md").write_bytes(b"# Mac\r\rText with CR line endings.\r")
+    (tmp_path / "base64.html").write_bytes(b'<meta charset="base64"><p>Text.</p>')
+    (tmp_path / "punycode.html").write_bytes(b'<meta charset="punycode"><p>Text.</p>')
+    (tmp_path / "numbered_title.pdf").write_bytes(_pdf_titled(b" 77 "))
+    corpus = load_corpus(tmp_path)
+    assert [(d.id, d.title) for d in corpus.documents] == [
+        ("mac", "Mac"),
+        ("notes", "Notes"),
+        ("numbered_title", "Numbered title"),
+    ]
+    assert dict(corpus.skipped) == {
+        "base64.html": "declares an unsupported charset 'base64'",
+        "punycode.html": "declares an unsupported charset 'punycode'",
+    }
+
+
+def test_files_deleted_while_the_corpus_is_read_are_left_out_not_fatal(tmp_path: Path):
+    (tmp_path / "keep.md").write_text("# Keep\n\nKept text.", encoding="utf-8")
+    stop = threading.Event()
+
+    def churn() -> None:  # folders of complete files appear and vanish while load_corpus walks and reads
+        while not stop.is_set():
+            for n in range(4):
+                folder = tmp_path / f"churn{n}"
+                folder.mkdir(exist_ok=True)
+                for m in range(4):
+                    (folder / ".partial").write_text("# Brief\n\nBrief text.", encoding="utf-8")
+                    os.replace(folder / ".partial", folder / f"f{m}.md")
+                shutil.rmtree(folder, ignore_errors=True)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        # Before, about one pass in five raised FileNotFoundError (from Path.rglob) or listed a vanished file as
+        # unreadable.
+        for _ in range(200):
+            corpus = load_corpus(tmp_path)
+            assert corpus.skipped == ()
+            assert "keep" in [d.id for d in corpus.documents]
+    finally:
+        stop.set()
+        worker.join()
+
+
+def test_special_files_and_dangling_links_are_not_documents(tmp_path: Path):
+    (tmp_path / "real.md").write_text("# Real\n\nReal text.", encoding="utf-8")
+    os.mkfifo(tmp_path / "pipe.md")  # reading it would block the build forever
+    (tmp_path / "gone.md").symlink_to(tmp_path / "missing.md")
+    (tmp_path / "folder.md").mkdir()
+    corpus = load_corpus(tmp_path)
+    assert [d.id for d in corpus.documents] == ["real"] and corpus.skipped == ()

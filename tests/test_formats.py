@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from pathlib import Path
@@ -47,6 +48,31 @@ def _pdf(writer: pypdf.PdfWriter) -> bytes:
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
+
+
+def _text_pdf(content: bytes, to_unicode: bytes = b"") -> bytes:
+    """A one-page PDF, written out by hand, that draws `content` (PDF text operators) in Helvetica;
+    `to_unicode` is the font's ToUnicode map, which tells a reader what characters the codes are."""
+    draw = b"BT /F1 12 Tf 50 800 Td " + content + b" ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> "
+        b"/Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica" + (b" /ToUnicode 6 0 R" if to_unicode else b"") + b" >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(draw), draw),
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(to_unicode), to_unicode),
+    ]
+    pdf = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(pdf)
+    pdf += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    pdf += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    pdf += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(pdf)
 
 
 # HTML
@@ -172,6 +198,37 @@ def test_html_without_a_charset_must_be_utf8_and_the_byte_is_named():
     assert decode_document(unknown, "u.html").text == "Café"
 
 
+@pytest.mark.parametrize(
+    "charset",
+    [
+        *["base64", "hex", "rot13", "zip", "bz2", "uu", "quopri"],  # bytes-to-bytes codecs: raised LookupError
+        *["punycode", "undefined"],  # raised UnicodeError
+        *["utf-7", "unicode_escape", "raw_unicode_escape", "idna"],  # read, but changed the text
+        *["cp037", "cp500"],  # EBCDIC: the ASCII <meta> itself would read as other characters
+    ],
+)
+def test_html_declaring_a_codec_that_is_not_a_page_charset_is_unreadable(charset: str):
+    raw = f'<html><head><meta charset="{charset}"></head><body><p>1+1=2 and C:\\new</p></body></html>'.encode()
+    with pytest.raises(UnreadableDocument) as error:
+        decode_document(raw, "c.html")
+    assert error.value.message == f"c.html: declares an unsupported charset {charset!r}"
+    assert error.value.status == 422  # an upload gets a 4xx with the reason, never a 500
+
+
+@pytest.mark.parametrize("label", ["latin1", "ISO-8859-1", "cp1252"])
+def test_html_declared_charset_is_read_in_any_spelling_python_knows(label: str):
+    raw = f'<meta charset="{label}"><p>Caf\xe9: 1+1=2 in C:\\new</p>'.encode("latin-1")
+    assert decode_document(raw, "c.html").text == "Caf\xe9: 1+1=2 in C:\\new"
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\r"], ids=["crlf", "classic-mac-cr"])
+def test_html_with_crlf_or_cr_line_endings_is_stored_with_lf(ending: str):
+    page = _html("\n<h1>Title</h1>\n<p>One\ntwo</p>\n<pre>a = 1\nb = 2</pre>\n".replace("\n", ending))
+    document = decode_document(page, "p.html")
+    assert document.text == "# Title\n\nOne two\n\na = 1\nb = 2"
+    assert _sections(document) == {"Title": "One two\n\na = 1\nb = 2"}
+
+
 def test_html_with_no_main_text_is_unreadable():
     page = _html("<nav><a href='/'>Home</a></nav><script>var x = 1;</script><h1>Only a heading</h1><footer>©</footer>")
     with pytest.raises(UnreadableDocument, match=r"^empty\.html: no main text"):
@@ -233,6 +290,26 @@ def test_garbage_pdf_is_unreadable_and_pypdf_logs_nothing(caplog: pytest.LogCapt
         decode_document(b"%PDF-1.4 garbage", "broken.pdf")
     assert [r for r in caplog.records if r.name.startswith("pypdf")] == []
     assert logging.getLogger("pypdf").level == logging.NOTSET  # the quiet spell ends with the call
+
+
+def test_pdf_text_with_cr_and_crlf_line_endings_is_stored_with_lf():
+    raw = _text_pdf(rb"(First line.\rSecond line.\r\nThird line.) Tj")
+    assert pypdf.PdfReader(io.BytesIO(raw)).pages[0].extract_text() == "First line.\rSecond line.\r\nThird line."
+    document = decode_document(raw, "cr.pdf")
+    assert document.text == "First line.\nSecond line.\nThird line."
+    assert _sections(document) == {"Page 1": document.text}
+
+
+def test_pdf_text_with_lone_surrogates_gets_replacement_characters_and_is_read():
+    # A broken ToUnicode map sends "O" to half a UTF-16 surrogate pair; hashing the text raised UnicodeEncodeError.
+    cmap = (
+        b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n1 begincodespacerange <00> <FF> "
+        b"endcodespacerange\n1 beginbfchar <4F> <D800> endbfchar\nendcmap CMapName currentdict /CMap "
+        b"defineresource pop end end"
+    )
+    document = decode_document(_text_pdf(b"(Overview of the year.) Tj", to_unicode=cmap), "broken-map.pdf")
+    assert document.text == "\ufffdverview of the year."
+    assert document.sha256 == hashlib.sha256(document.text.encode()).hexdigest()
 
 
 def test_password_protected_pdf_is_unreadable_but_an_empty_user_password_opens():
