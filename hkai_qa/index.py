@@ -192,7 +192,13 @@ def current_version(index_dir: Path) -> str:
 
 def load_index(index_dir: Path, model: str) -> Index:
     """Load and validate the current version against its manifest and the configured model."""
-    return load_version(index_dir, current_version(index_dir), model)
+    try:
+        return load_version(index_dir, current_version(index_dir), model)
+    except IndexInvalid as exc:
+        raise IndexInvalid(
+            f"{exc.message} (`hkai-qa versions` lists the versions kept; `hkai-qa rollback` serves the one before, "
+            "or rebuild with `hkai-qa build --force`)"
+        ) from exc
 
 
 def load_version(index_dir: Path, version: str, model: str) -> Index:
