@@ -90,8 +90,7 @@ def build_index(
     with build_lock(index_dir):
         clear_staging(index_dir)
         step("reading", 0, 0)
-        with corpus_lock(index_dir):  # never half of an upload
-            corpus = load_corpus(corpus_dir)
+        corpus = load_corpus(corpus_dir, lock=corpus_lock(index_dir))  # never half of an upload
         documents = list(corpus.documents)
         previous = _current_manifest(index_dir, embedder)
         before: dict[str, str] = dict(previous["documents"]) if previous else {}

@@ -193,6 +193,7 @@ def serve(
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("hkai_qa").setLevel(logging.INFO)  # version swaps, refused versions, rebuild jobs
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     settings = _settings(corpus_dir=corpus, index_dir=index, host=host, port=port)
     application = create_app(settings)
     typer.echo(f"serving index {application.state.service.index.version} at http://{settings.host}:{settings.port}")

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import statistics
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path, PurePosixPath
 
 from markdown_it import MarkdownIt
@@ -45,30 +46,39 @@ _MAX_HEADING_CHARS = 120
 log = logging.getLogger("hkai_qa.documents")
 
 
-def load_corpus(corpus_dir: Path) -> Corpus:
-    """Read every supported file under `corpus_dir` (recursively); unreadable files are skipped with a reason."""
+def load_corpus(corpus_dir: Path, lock: AbstractContextManager[object] | None = None) -> Corpus:
+    """Read every supported file under `corpus_dir` (recursively); unreadable files are skipped with a reason.
+
+    `lock`, when given, is held while the folder is listed and the files are read, not while they are parsed,
+    so writers wait for a consistent snapshot and no longer.
+    """
     if not corpus_dir.is_dir():
         raise CorpusNotFound(f"corpus folder not found: {corpus_dir}")
-    paths = _corpus_files(corpus_dir)
-    sources: dict[str, str] = {}
-    for path in paths:
-        relative = path.relative_to(corpus_dir).as_posix()
-        doc_id = _document_id(relative)
-        if doc_id in sources:  # checked by name, so fixing an unreadable file never turns into a clash later
-            raise InvalidRequest(
-                f"{sources[doc_id]} and {relative} would both be document {doc_id!r}: rename one of them"
-            )
-        sources[doc_id] = relative
+    contents: list[tuple[str, bytes | str]] = []  # relative path, bytes or why they could not be read
+    with lock or nullcontext():
+        paths = _corpus_files(corpus_dir)
+        sources: dict[str, str] = {}
+        for path in paths:
+            relative = path.relative_to(corpus_dir).as_posix()
+            doc_id = _document_id(relative)
+            if doc_id in sources:  # checked by name, so fixing an unreadable file never turns into a clash later
+                raise InvalidRequest(
+                    f"{sources[doc_id]} and {relative} would both be document {doc_id!r}: rename one of them"
+                )
+            sources[doc_id] = relative
+        for path in paths:
+            relative = path.relative_to(corpus_dir).as_posix()
+            try:
+                contents.append((relative, path.read_bytes()))
+            except FileNotFoundError:
+                continue  # deleted since the folder was listed, so no longer part of the corpus
+            except OSError as exc:
+                contents.append((relative, _read_error(exc)))
     documents: list[Document] = []
     skipped: list[tuple[str, str]] = []
-    for path in paths:
-        relative = path.relative_to(corpus_dir).as_posix()
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            continue  # deleted since the folder was listed, so no longer part of the corpus
-        except OSError as exc:
-            skipped.append((relative, _read_error(exc)))
+    for relative, raw in contents:
+        if isinstance(raw, str):
+            skipped.append((relative, raw))
             continue
         try:
             documents.append(_decode(raw, relative))

@@ -179,16 +179,20 @@ def _declared_charset(raw: bytes) -> str | None:
     # The HTML standard reads a page that declares UTF-16 in an ASCII <meta> as UTF-8.
     if codec.name.startswith(("utf-16", "utf-32")):
         return "utf-8"
-    if not codec._is_text_encoding or codec.name in _NOT_CHARSETS or not _reads_as_ascii(match.group(0), codec.name):
+    if not codec._is_text_encoding or codec.name in _NOT_CHARSETS or not _reads_as_ascii(codec.name):
         raise UnreadableDocument(f"declares an unsupported charset {label!r}")
     return codec.name
 
 
-def _reads_as_ascii(meta: bytes, charset: str) -> bool:
-    # The <meta> was found by reading the bytes as ASCII, so a charset that reads them otherwise (EBCDIC, say)
-    # cannot be the one the page is written in.
+_ASCII_PROBE = bytes(range(32, 127))
+
+
+def _reads_as_ascii(charset: str) -> bool:
+    # The <meta> was found by reading the bytes as ASCII, so a charset that reads printable ASCII otherwise
+    # (EBCDIC, say) cannot be the one the page is written in. A fixed probe, not the tag itself, which may
+    # hold other characters (content="José").
     try:
-        return meta.decode(charset) == meta.decode("ascii")
+        return _ASCII_PROBE.decode(charset) == _ASCII_PROBE.decode("ascii")
     except UnicodeError:
         return False
 

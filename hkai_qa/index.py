@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -29,10 +31,12 @@ FORMAT_VERSION = 1
 KEEP_VERSIONS = 3
 POINTER = "CURRENT"
 HISTORY = "HISTORY"
+_VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,199}")
 _HISTORY_LINES = 100
 VERSIONS = "versions"
 LOCK = ".build.lock"
 STAGING_PREFIX = ".staging-"
+log = logging.getLogger("hkai_qa.index")
 _FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "sentences.npy")
 
 # Abstention calibration: logistic weights over answer features, fitted on the tuning split of
@@ -195,6 +199,8 @@ def load_index(index_dir: Path, model: str) -> Index:
     try:
         return load_version(index_dir, current_version(index_dir), model)
     except IndexInvalid as exc:
+        if "was built with model" in exc.message:
+            raise
         raise IndexInvalid(
             f"{exc.message} (`hkai-qa versions` lists the versions kept; `hkai-qa rollback` serves the one before, "
             "or rebuild with `hkai-qa build --force`)"
@@ -291,7 +297,7 @@ def rollback(index_dir: Path, model: str, version: str | None = None) -> str:
             version = older[0]
         validate_version(index_dir, version, model)
         load_version(index_dir, version, model)  # fully readable, not just checksummed
-        publish(index_dir, version)
+        publish(index_dir, version, forget=current if version != current else None)
         return version
 
 
@@ -394,21 +400,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
-def publish(index_dir: Path, version: str) -> None:
+def publish(index_dir: Path, version: str, forget: str | None = None) -> None:
     """Point CURRENT at `version` (write a temporary file, fsync, rename over the old one) and note it in
-    HISTORY, the order versions were served in, which pruning and rollback follow."""
+    HISTORY, the order versions were served in, which pruning and rollback follow; `forget` drops a version
+    from it (the one a rollback leaves, so the next rollback steps further back instead of returning)."""
     _replace_text(index_dir / POINTER, version + "\n")
-    served = [v for v in history(index_dir) if v != version] + [version]
-    _replace_text(index_dir / HISTORY, "".join(f"{v}\n" for v in served[-_HISTORY_LINES:]))
+    served = [v for v in history(index_dir) if v not in (version, forget)] + [version]
+    try:  # CURRENT is the truth; HISTORY only orders pruning and rollback
+        _replace_text(index_dir / HISTORY, "".join(f"{v}\n" for v in served[-_HISTORY_LINES:]))
+    except OSError as exc:
+        log.warning("could not update %s (%s); pruning falls back to version names", index_dir / HISTORY, exc)
 
 
 def history(index_dir: Path) -> list[str]:
-    """Versions in the order they were last made current, oldest first."""
+    """Versions in the order they were last made current, oldest first; lines that are no version name
+    (a damaged file) are ignored."""
     try:
-        lines = (index_dir / HISTORY).read_text(encoding="utf-8").split()
+        lines = (index_dir / HISTORY).read_bytes().decode("utf-8", "replace").split()
     except OSError:
         return []
-    return [line for line in lines if line and "/" not in line and not line.startswith(".")]
+    return [line for line in lines if _VERSION_NAME.fullmatch(line)]
 
 
 def _replace_text(path: Path, text: str) -> None:

@@ -360,3 +360,11 @@ def test_rebuild_checks_the_token_before_the_body_and_then_the_body(admin):
     assert response.status_code == 422 and "force" in response.json()["error"]["message"]
     response = httpx.post(f"{admin['url']}/index/rebuild", json={"force": "yes"}, headers=AUTH)
     assert response.status_code == 422
+
+
+def test_delete_removes_a_hand_placed_file_whose_name_an_upload_would_refuse(admin):
+    odd = admin["corpus"] / "minutes: 2024?.txt"
+    odd.write_text("The minutes of the 2024 meeting.\n", encoding="utf-8")
+    response = httpx.delete(f"{admin['url']}/documents/minutes%3A%202024%3F", headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert not odd.exists()

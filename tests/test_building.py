@@ -127,12 +127,22 @@ def test_only_the_last_versions_are_kept_and_staging_leftovers_are_cleared(corpu
 def test_pruning_and_rollback_follow_the_order_versions_were_served(corpus, tmp_path, embedder):
     index = tmp_path / "index"
     v1, v2, v3 = (_built(corpus, index, embedder, force=True)[0].version for _ in range(3))
-    assert rollback(index, MODEL, v1) == v1
+    assert rollback(index, MODEL, v1) == v1  # v3 is rolled away from: it drops out of the served order
     v4 = _built(corpus, index, embedder, force=True)[0].version
-    kept = {p.name for p in (index / VERSIONS).iterdir()}
-    assert kept == {v4, v1, v3}  # v2 was served longest ago; v1, rolled back to, was served just before v4
-    assert rollback(index, MODEL) == v1  # back to what was served before v4, not the newest older name
-    assert v2 not in kept
+    assert {p.name for p in (index / VERSIONS).iterdir()} == {v4, v1, v2}  # v3 pruned first
+    assert rollback(index, MODEL) == v1  # what was served before v4
+    assert rollback(index, MODEL) == v2  # and again one further back, never back and forth
+    assert current_version(index) == v2 != v3
+
+
+def test_a_damaged_history_file_never_blocks_builds_or_rollbacks(corpus, tmp_path, embedder):
+    index = tmp_path / "index"
+    first = _built(corpus, index, embedder)[0].version
+    with (index / "HISTORY").open("ab") as handle:
+        handle.write(b"\xff\xfe garbage ../../etc\n")
+    second = _built(corpus, index, embedder, force=True)[0].version
+    assert current_version(index) == second
+    assert rollback(index, MODEL) == first
 
 
 def test_a_new_extension_or_title_is_a_change_even_when_the_text_is_the_same(corpus, tmp_path, embedder):

@@ -324,3 +324,12 @@ def test_password_protected_pdf_is_unreadable_but_an_empty_user_password_opens()
         "Page 2",
         "Page 3",
     ]
+
+
+def test_html_meta_tag_with_other_characters_still_declares_its_charset():
+    page = (
+        '<html><head><meta name="author" content="José" charset="iso-8859-1"></head>'
+        "<body><h1>Café</h1><p>Le café ouvre.</p></body></html>"
+    )
+    document = decode_document(page.encode("latin-1"), "page.html")
+    assert "Le café ouvre." in document.text
