@@ -140,13 +140,49 @@ def extract_pdf(raw: bytes) -> Extracted:
             continue  # a page without a text layer; the numbering of the others stays true
         if parts:
             offset += 2
-        headings.append((1, f"Page {number}", offset, offset))
+        heads = _pdf_heading_lines(body)
+        if not heads or heads[0][0] != 0:
+            headings.append((1, f"Page {number}", offset, offset))
+        for start, end, line in heads:  # "Page 2 – History": the page stays in every citation
+            headings.append((1, f"Page {number} – {line}", offset + start, offset + end))
         parts.append(body)
         offset += len(body)
     if not parts:
         kind = "no pages" if not pages else "no text layer (a scanned PDF?)"
         raise UnreadableDocument(kind)
     return Extracted(title=_normalise(_clean_pdf_text(title or "")), text="\n\n".join(parts), headings=tuple(headings))
+
+
+_PDF_HEADING = re.compile(r"[A-Z0-9][^\n]{0,59}")
+_MAX_PDF_HEADING_WORDS = 8
+
+
+def _pdf_heading_lines(body: str) -> list[tuple[int, int, str]]:
+    """Heading lines of a page's text layer: (start, start of the text under it, title).
+
+    A text layer has no markup, so a heading is a short line that opens the page or follows a blank line,
+    ends without punctuation, and has a line under it that opens with a capital (a line wrapped mid-sentence
+    goes on in lower case). Without this, "History" would open the first sentence of the page and be quoted
+    in answers.
+    """
+    heads = []
+    lines = list(re.finditer(r"[^\n]*", body))
+    for i, line in enumerate(lines):
+        text = line.group().strip()
+        if not text or (line.start() > 0 and body[max(line.start() - 2, 0) : line.start()] != "\n\n"):
+            continue
+        following = next((m for m in lines[i + 1 :] if m.start() > line.end()), None)
+        if (
+            _PDF_HEADING.fullmatch(text)
+            and len(text.split()) <= _MAX_PDF_HEADING_WORDS
+            and not text.endswith((".", "!", "?", ";", ":", ",", "。", "！", "？"))
+            and has_words(text)
+            and following is not None
+            and following.start() == line.end() + 1
+            and following.group()[:1].isupper()  # a sentence opens under a heading; a wrapped line goes on
+        ):
+            heads.append((line.start(), following.start(), text))
+    return heads
 
 
 def _clean_pdf_text(text: str) -> str:

@@ -276,10 +276,11 @@ def test_html_and_pdf_uploads_are_answered_with_page_citations_that_slice_the_st
     body = httpx.post(f"{url}/ask", json={"question": "When was the Kowloon Robotics Consortium founded?"}).json()
     assert "2019" in body["answer"]
     citation = body["citations"][0]
-    assert citation["document_id"] == "formats/report" and citation["section"] == "Page 2"
+    assert citation["document_id"] == "formats/report" and citation["section"] == "Page 2 – History"
+    assert body["answer"].startswith("The Kowloon Robotics Consortium")  # not the heading line above it
     document = httpx.get(f"{url}/documents/formats/report").json()
     assert document["text"][citation["start"] : citation["end"]] == citation["quote"]
-    assert [s["title"] for s in document["sections"]] == ["Page 1", "Page 2", "Page 3"]
+    assert [s["title"] for s in document["sections"]] == ["Page 1 – Overview", "Page 2 – History", "Page 3 – Outlook"]
     page = httpx.get(f"{url}/documents/formats/article").json()
     assert page["title"] == "Harbourline Robotics Week draws record crowds" and len(page["sections"]) > 1
     assert "COOKIE-SENTINEL" not in page["text"] and "FOOTER-SENTINEL" not in page["text"]

@@ -139,7 +139,11 @@ def test_load_corpus_reads_good_files_of_every_format_and_skips_bad_ones_with_re
     corpus = load_corpus(tmp_path)
     assert [d.id for d in corpus.documents] == ["notes", "report", "web/article"]
     assert [d.source for d in corpus.documents] == ["notes.md", "report.PDF", "web/article.html"]
-    assert [s.title for s in corpus.documents[1].sections] == ["Page 1", "Page 2", "Page 3"]
+    assert [s.title for s in corpus.documents[1].sections] == [
+        "Page 1 – Overview",
+        "Page 2 – History",
+        "Page 3 – Outlook",
+    ]
     skipped = dict(corpus.skipped)
     assert list(skipped) == ["broken.pdf", "empty.md", "headings.md", "latin1.txt", "scanned.pdf"]
     assert skipped["broken.pdf"].startswith("not a readable PDF (")
@@ -306,7 +310,7 @@ def _pdf_titled(title: bytes) -> bytes:
 def test_pdf_whose_title_is_not_text_is_named_after_its_file(title: bytes):
     document = decode_document(_pdf_titled(title), "reports/annual_report.pdf")  # raised AttributeError
     assert document.title == "Annual report"
-    assert [s.title for s in document.sections] == ["Page 1", "Page 2", "Page 3"]
+    assert [s.title for s in document.sections] == ["Page 1 – Overview", "Page 2 – History", "Page 3 – Outlook"]
 
 
 def test_files_that_used_to_crash_a_build_are_read_or_skipped_one_by_one(tmp_path: Path):

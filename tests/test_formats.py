@@ -240,9 +240,10 @@ def test_html_with_no_main_text_is_unreadable():
 
 def test_pdf_has_one_section_per_page(report):
     assert report.id == "formats/report"
-    assert [s.title for s in report.sections] == ["Page 1", "Page 2", "Page 3"]
-    assert [s.anchor for s in report.sections] == ["page-1", "page-2", "page-3"]
-    assert [s.path for s in report.sections] == [("Page 1",), ("Page 2",), ("Page 3",)]
+    # each page opens with a heading line, which joins the page number in the title instead of the text
+    assert [s.title for s in report.sections] == ["Page 1 – Overview", "Page 2 – History", "Page 3 – Outlook"]
+    assert [s.anchor for s in report.sections] == ["page-1-overview", "page-2-history", "page-3-outlook"]
+    assert [s.path for s in report.sections] == [(s.title,) for s in report.sections]
 
 
 def test_pdf_page_text_is_in_its_own_section(report):
@@ -250,8 +251,9 @@ def test_pdf_page_text_is_in_its_own_section(report):
     fact = "The Kowloon Robotics Consortium was founded in 2019 by twelve universities."
     assert fact in pages[1]
     assert fact not in pages[0] and fact not in pages[2]
-    assert pages[0].startswith("Overview\nThis annual report") and pages[2].endswith("promised by private donors.")
-    assert report.text == "\n\n".join(pages)
+    assert pages[0].startswith("This annual report") and pages[2].endswith("promised by private donors.")
+    assert report.text[: report.sections[1].start].endswith("\n\nHistory\n")
+    assert "History" not in pages[1]
 
 
 def test_pdf_title_comes_from_metadata(report):
@@ -268,8 +270,8 @@ def test_pdf_pages_without_text_are_skipped_but_numbering_stays_true():
     writer = pypdf.PdfWriter(clone_from=FORMATS / "report.pdf")
     writer.insert_blank_page(index=1)
     document = decode_document(_pdf(writer), "gappy.pdf")
-    assert [s.title for s in document.sections] == ["Page 1", "Page 3", "Page 4"]
-    assert "founded in 2019" in _sections(document)["Page 3"]
+    assert [s.title for s in document.sections] == ["Page 1 – Overview", "Page 3 – History", "Page 4 – Outlook"]
+    assert "founded in 2019" in _sections(document)["Page 3 – History"]
 
 
 def test_scanned_pdf_has_no_text_layer():
@@ -320,9 +322,9 @@ def test_password_protected_pdf_is_unreadable_but_an_empty_user_password_opens()
     restricted = pypdf.PdfWriter(clone_from=FORMATS / "report.pdf")
     restricted.encrypt(user_password="", owner_password="owner")
     assert [s.title for s in decode_document(_pdf(restricted), "restricted.pdf").sections] == [
-        "Page 1",
-        "Page 2",
-        "Page 3",
+        "Page 1 – Overview",
+        "Page 2 – History",
+        "Page 3 – Outlook",
     ]
 
 
@@ -333,3 +335,23 @@ def test_html_meta_tag_with_other_characters_still_declares_its_charset():
     )
     document = decode_document(page.encode("latin-1"), "page.html")
     assert "Le café ouvre." in document.text
+
+
+def test_pdf_heading_lines_need_a_blank_line_before_and_text_after():
+    raw = _text_pdf(
+        rb"(Findings) Tj 0 -14 Td (The survey counted 4,312 hives) Tj 0 -14 Td (across 17 villages.) Tj "
+        rb"0 -28 Td (Methods) Tj 0 -14 Td (Volunteers walked every trail.) Tj"
+    )
+    text = pypdf.PdfReader(io.BytesIO(raw)).pages[0].extract_text()
+    document = decode_document(raw, "bees.pdf")
+    sections = _sections(document)
+    assert next(iter(sections)) == "Page 1 – Findings", text
+    # a wrapped line inside a paragraph ("across 17 villages.") is never a heading
+    assert "The survey counted 4,312 hives\nacross 17 villages." in sections["Page 1 – Findings"]
+
+
+def test_a_short_line_that_goes_on_in_lower_case_is_text_not_a_heading():
+    raw = _text_pdf(rb"(Hong Kong AI policy) Tj 0 -14 Td (was revised in the spring of that year.) Tj")
+    document = decode_document(raw, "wrapped.pdf")
+    assert [s.title for s in document.sections] == ["Page 1"]
+    assert document.text.startswith("Hong Kong AI policy\nwas revised")
