@@ -20,17 +20,9 @@ from hkai_qa.documents import load_corpus
 from hkai_qa.embedding import Embedder
 from hkai_qa.embedding_cache import EmbeddingCache
 from hkai_qa.errors import EmptyCorpus, IndexInvalid, IndexNotFound
-from hkai_qa.index import (
-    FORMAT_VERSION,
-    build_lock,
-    clear_staging,
-    current_version,
-    document_fingerprint,
-    embedding_text,
-    validate_version,
-    write_version,
-)
+from hkai_qa.index import FORMAT_VERSION, document_fingerprint, embedding_text, validate_version, write_version
 from hkai_qa.types import Chunk, Document, Sentence
+from hkai_qa.versions import build_lock, clear_staging, current_version
 
 # stage, done, total: "reading", "chunking", "embedding" (texts), "writing", "done"
 Progress = Callable[[str, int, int], None]

@@ -143,8 +143,8 @@ def rollback(
     index: IndexOption = None,
 ) -> None:
     """Serve an earlier index version again (a running server switches within a second)."""
-    from hkai_qa.index import current_version
     from hkai_qa.index import rollback as roll_back
+    from hkai_qa.versions import current_version
 
     settings = _settings(index_dir=index)
     before = current_version(settings.index_dir)

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,21 +19,22 @@ from typing import Any
 
 import faiss
 import numpy as np
-from filelock import FileLock, Timeout
 
-from hkai_qa.errors import BuildRunning, IndexInvalid, IndexNotFound
+from hkai_qa.errors import IndexInvalid, IndexNotFound
 from hkai_qa.types import Chunk, Document, Section, Sentence
+from hkai_qa.versions import (
+    KEEP_VERSIONS,
+    STAGING_PREFIX,
+    VERSIONS,
+    build_lock,
+    current_version,
+    fsync_dir,
+    history,
+    prune,
+    publish,
+)
 
 FORMAT_VERSION = 1
-KEEP_VERSIONS = 3
-POINTER = "CURRENT"
-HISTORY = "HISTORY"
-_VERSION_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,199}")
-_HISTORY_LINES = 100
-VERSIONS = "versions"
-LOCK = ".build.lock"
-STAGING_PREFIX = ".staging-"
-log = logging.getLogger("hkai_qa.index")
 _FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "sentences.npy")
 
 # Abstention calibration: logistic weights over answer features, fitted on the tuning split of
@@ -148,50 +146,13 @@ def write_version(
         _write_json(staging / "manifest.json", manifest)  # written last: its presence marks a whole version
         _fsync_tree(staging)
         staging.rename(versions / version)
-        _fsync_dir(versions)
+        fsync_dir(versions)
         publish(index_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _prune(index_dir, keep=KEEP_VERSIONS)
+    prune(index_dir, keep=KEEP_VERSIONS)
     return version
-
-
-@contextmanager
-def build_lock(index_dir: Path) -> Iterator[None]:
-    """Hold the index folder's writer lock; BuildRunning at once if another build has it.
-
-    An OS file lock (flock) dies with its process, so a build killed with -9 never blocks the next one.
-    """
-    index_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(index_dir / LOCK, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise BuildRunning(
-            f"another build is running on {index_dir} (it holds {index_dir / LOCK}); wait for it to finish"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def clear_staging(index_dir: Path) -> None:
-    """Remove folders left by builds that died before publishing (call with the build lock held)."""
-    versions = index_dir / VERSIONS
-    if versions.is_dir():
-        for folder in versions.iterdir():
-            if folder.name.startswith(STAGING_PREFIX):
-                shutil.rmtree(folder, ignore_errors=True)
-
-
-def current_version(index_dir: Path) -> str:
-    """The version the pointer names; IndexNotFound when nothing has been built."""
-    pointer = index_dir / POINTER
-    if not pointer.is_file():
-        raise IndexNotFound(f"no index in {index_dir}: run `hkai-qa build` first")
-    return pointer.read_text(encoding="utf-8").strip()
 
 
 def load_index(index_dir: Path, model: str) -> Index:
@@ -389,57 +350,4 @@ def _fsync_tree(path: Path) -> None:
     for file in path.iterdir():
         with file.open("rb") as handle:
             os.fsync(handle.fileno())
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def publish(index_dir: Path, version: str, forget: str | None = None) -> None:
-    """Point CURRENT at `version` (write a temporary file, fsync, rename over the old one) and note it in
-    HISTORY, the order versions were served in, which pruning and rollback follow; `forget` drops a version
-    from it (the one a rollback leaves, so the next rollback steps further back instead of returning)."""
-    _replace_text(index_dir / POINTER, version + "\n")
-    served = [v for v in history(index_dir) if v not in (version, forget)] + [version]
-    try:  # CURRENT is the truth; HISTORY only orders pruning and rollback
-        _replace_text(index_dir / HISTORY, "".join(f"{v}\n" for v in served[-_HISTORY_LINES:]))
-    except OSError as exc:
-        log.warning("could not update %s (%s); pruning falls back to version names", index_dir / HISTORY, exc)
-
-
-def history(index_dir: Path) -> list[str]:
-    """Versions in the order they were last made current, oldest first; lines that are no version name
-    (a damaged file) are ignored."""
-    try:
-        lines = (index_dir / HISTORY).read_bytes().decode("utf-8", "replace").split()
-    except OSError:
-        return []
-    return [line for line in lines if _VERSION_NAME.fullmatch(line)]
-
-
-def _replace_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_dir(path.parent)
-
-
-def _prune(index_dir: Path, keep: int) -> None:
-    """Keep the `keep` versions served most recently (the current one among them); remove the rest."""
-    versions = index_dir / VERSIONS
-    current = current_version(index_dir)
-    on_disk = {p.name for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    recent = [v for v in reversed(history(index_dir)) if v in on_disk]
-    # versions from before HISTORY existed rank after every served one, newest name first
-    ranked = recent + sorted(on_disk - set(recent), reverse=True)
-    kept = {current, *ranked[:keep]}
-    for name in on_disk - kept:
-        shutil.rmtree(versions / name, ignore_errors=True)
+    fsync_dir(path)

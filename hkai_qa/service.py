@@ -13,9 +13,10 @@ from hkai_qa.answering import extract_answer
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
 from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest
-from hkai_qa.index import Index, current_version, load_index, load_version
+from hkai_qa.index import Index, load_index, load_version
 from hkai_qa.retrieval import Retriever, lexical_tokens
 from hkai_qa.types import Answer, Document, Hit
+from hkai_qa.versions import current_version
 
 MAX_TOP_K = 20
 log = logging.getLogger("hkai_qa.service")

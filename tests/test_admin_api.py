@@ -15,8 +15,8 @@ from hkai_qa.api import create_app
 from hkai_qa.building import build_index
 from hkai_qa.config import Settings
 from hkai_qa.corpus import corpus_lock
-from hkai_qa.index import VERSIONS, build_lock, current_version, publish
 from hkai_qa.service import QAService
+from hkai_qa.versions import VERSIONS, build_lock, current_version, publish
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOKEN = "test-admin-token-0123456789"

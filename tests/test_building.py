@@ -11,7 +11,8 @@ import pytest
 from hkai_qa.building import build_index
 from hkai_qa.embedding_cache import CACHE_DIR
 from hkai_qa.errors import BuildRunning, IndexInvalid
-from hkai_qa.index import VERSIONS, build_lock, current_version, list_versions, load_index, rollback
+from hkai_qa.index import list_versions, load_index, rollback
+from hkai_qa.versions import VERSIONS, build_lock, current_version
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-corpus"
 MODEL = "all-MiniLM-L6-v2"

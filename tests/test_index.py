@@ -11,7 +11,8 @@ import pytest
 
 from hkai_qa.building import build_index
 from hkai_qa.errors import EmptyCorpus, IndexInvalid, IndexNotFound
-from hkai_qa.index import FORMAT_VERSION, VERSIONS, current_version, load_index
+from hkai_qa.index import FORMAT_VERSION, load_index
+from hkai_qa.versions import VERSIONS, current_version
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-corpus"
 
