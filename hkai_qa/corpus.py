@@ -7,10 +7,8 @@ what was there. Names never leave the corpus folder.
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from filelock import FileLock, Timeout
 
 from hkai_qa.documents import SUFFIXES, decode_document
 from hkai_qa.errors import Conflict, DocumentNotFound, InvalidRequest, PayloadTooLarge, UnsupportedFormat
+from hkai_qa.files import write_atomically
 
 # Controls, C1 controls, bidi overrides and zero-width marks, and characters other systems refuse in names.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\\:*?\"<>|]")
@@ -190,7 +189,7 @@ def _write_all(root: Path, planned: dict[str, tuple[Upload, int]]) -> list[Store
             missing = [p for p in reversed(target.relative_to(root).parents) if p.parts and not (root / p).exists()]
             target.parent.mkdir(parents=True, exist_ok=True)
             created.extend(root / p for p in missing)
-            _replace(target, upload.content)
+            write_atomically(target, upload.content)
             written.append((target, previous))
             stored.append(
                 Stored(
@@ -206,24 +205,12 @@ def _write_all(root: Path, planned: dict[str, tuple[Upload, int]]) -> list[Store
             if previous is None:
                 target.unlink(missing_ok=True)
             else:
-                _replace(target, previous)
+                write_atomically(target, previous)
         for folder in reversed(created):
             with suppress(OSError):
                 folder.rmdir()
         raise
     return stored
-
-
-def _replace(target: Path, content: bytes) -> None:
-    temporary = target.with_name(f".upload-{uuid.uuid4().hex[:12]}.tmp")  # short: the name may be long
-    try:
-        with temporary.open("wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _kinds() -> str:

@@ -8,8 +8,8 @@ never trusted: it can only cost time, not correctness, because every key is the 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
 import re
 import zipfile
 from collections.abc import Callable, Sequence
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hkai_qa.embedding import Embedder
+from hkai_qa.files import write_atomically
 
 CACHE_DIR = "cache"
 log = logging.getLogger("hkai_qa.embedding_cache")
@@ -86,13 +87,10 @@ class EmbeddingCache:
         if not kept:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with temporary.open("wb") as handle:
-            np.savez(
-                handle,
-                keys=np.array(kept, dtype="U64"),
-                vectors=np.stack([self._vectors[key] for key in kept]).astype(np.float32),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            keys=np.array(kept, dtype="U64"),
+            vectors=np.stack([self._vectors[key] for key in kept]).astype(np.float32),
+        )
+        write_atomically(self.path, buffer.getvalue())

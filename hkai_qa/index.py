@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from hkai_qa.errors import IndexInvalid, IndexNotFound
+from hkai_qa.files import fsync_dir
 from hkai_qa.types import Chunk, Document, Section, Sentence
 from hkai_qa.versions import (
     KEEP_VERSIONS,
@@ -28,7 +29,6 @@ from hkai_qa.versions import (
     VERSIONS,
     build_lock,
     current_version,
-    fsync_dir,
     history,
     prune,
     publish,

@@ -4,7 +4,6 @@ leftovers of killed builds, and pruning. index.py writes, loads and validates th
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from hkai_qa.errors import BuildRunning, IndexNotFound
+from hkai_qa.files import write_atomically
 
 POINTER = "CURRENT"
 HISTORY = "HISTORY"
@@ -63,22 +63,14 @@ def current_version(index_dir: Path) -> str:
     return pointer.read_text(encoding="utf-8").strip()
 
 
-def fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def publish(index_dir: Path, version: str, forget: str | None = None) -> None:
     """Point CURRENT at `version` (write a temporary file, fsync, rename over the old one) and note it in
     HISTORY, the order versions were served in, which pruning and rollback follow; `forget` drops a version
     from it (the one a rollback leaves, so the next rollback steps further back instead of returning)."""
-    _replace_text(index_dir / POINTER, version + "\n")
+    write_atomically(index_dir / POINTER, f"{version}\n".encode())
     served = [v for v in history(index_dir) if v not in (version, forget)] + [version]
     try:  # CURRENT is the truth; HISTORY only orders pruning and rollback
-        _replace_text(index_dir / HISTORY, "".join(f"{v}\n" for v in served[-_HISTORY_LINES:]))
+        write_atomically(index_dir / HISTORY, "".join(f"{v}\n" for v in served[-_HISTORY_LINES:]).encode())
     except OSError as exc:
         log.warning("could not update %s (%s); pruning falls back to version names", index_dir / HISTORY, exc)
 
@@ -91,16 +83,6 @@ def history(index_dir: Path) -> list[str]:
     except OSError:
         return []
     return [line for line in lines if _VERSION_NAME.fullmatch(line)]
-
-
-def _replace_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    fsync_dir(path.parent)
 
 
 def prune(index_dir: Path, keep: int) -> None:
