@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,24 @@ class Settings(BaseSettings):
     reload_interval: float = Field(
         1.0, ge=0.0, description="Seconds between checks for a newly published index version (0: never)."
     )
+
+    embedding_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="How the model runs: onnx (ONNX Runtime, exported once beside the index), torch, "
+        "or auto (onnx when it can be exported and loaded, torch otherwise).",
+    )
+    batch_window_ms: float = Field(
+        0.0,
+        ge=0.0,
+        le=50.0,
+        description="Extra wait to gather concurrent questions into one batch (0: only "
+        "the questions that arrived while the model was busy).",
+    )
+    max_batch: int = Field(32, ge=1, le=256, description="Most questions encoded in one forward pass.")
+    max_pending: int = Field(
+        256, ge=1, description="Questions waiting for the model at most; beyond it /ask answers 503 at once."
+    )
+    answer_cache: int = Field(1024, ge=0, description="Answers kept per index version for repeated questions (0: off).")
 
     @field_validator("admin_token")
     @classmethod
