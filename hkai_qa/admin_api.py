@@ -20,7 +20,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hkai_qa.config import Settings
 from hkai_qa.corpus import Upload, add_documents, delete_document
-from hkai_qa.errors import AdminDisabled, InvalidRequest, PayloadTooLarge, Unauthorized, UnsupportedFormat
+from hkai_qa.errors import AdminDisabled, InvalidRequest, NotReady, PayloadTooLarge, Unauthorized, UnsupportedFormat
 from hkai_qa.jobs import Job, RebuildJobs
 from hkai_qa.schemas import (
     DeleteResponse,
@@ -187,7 +187,7 @@ def admin_router() -> APIRouter:
         except ValidationError as exc:
             problems = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors())
             raise InvalidRequest(f'the body must be JSON such as {{"force": true}}: {problems}') from None
-        jobs: RebuildJobs = request.app.state.jobs
+        jobs = _jobs(request)
         job = await run_in_threadpool(jobs.start, body.force)
         response.headers["Location"] = f"/index/jobs/{job.id}"
         return _job_out(job)
@@ -195,7 +195,7 @@ def admin_router() -> APIRouter:
     @router.get("/index/jobs", response_model=JobList)
     def list_jobs(request: Request) -> JobList:
         """Recent rebuild jobs, newest first."""
-        jobs: RebuildJobs = request.app.state.jobs
+        jobs = _jobs(request)
         return JobList(jobs=[_job_out(job) for job in jobs.all()])
 
     @router.get(
@@ -205,7 +205,7 @@ def admin_router() -> APIRouter:
     )
     def get_job(job_id: str, request: Request) -> JobOut:
         """A rebuild job: state, progress, and the summary or the error."""
-        jobs: RebuildJobs = request.app.state.jobs
+        jobs = _jobs(request)
         return _job_out(jobs.get(job_id))
 
     return router
@@ -257,3 +257,11 @@ def _limited(receive: Receive, limit: int) -> Receive:
         return message
 
     return counted
+
+
+def _jobs(request: Request) -> RebuildJobs:
+    """The app's rebuild jobs; NotReady (503) until the service has loaded."""
+    jobs: RebuildJobs | None = request.app.state.jobs
+    if jobs is None:
+        raise NotReady("the model and the index are still loading; try again in a moment")
+    return jobs

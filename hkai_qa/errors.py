@@ -99,3 +99,30 @@ class UnreadableDocument(HkaiError):
 
     status = 422
     type = "unreadable_document"
+
+
+class RateLimited(HkaiError):
+    """A client asked more often than the configured rate limit; `Retry-After` says when to try again."""
+
+    status = 429
+    type = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class NotReady(HkaiError):
+    """The process is up but the model or the index is still loading."""
+
+    status = 503
+    type = "not_ready"
+    headers = {"Retry-After": "2"}  # noqa: RUF012  # read-only, shared by every instance
+
+
+class Overloaded(HkaiError):
+    """More questions are waiting for the model than the server will queue; failing fast beats a hang."""
+
+    status = 503
+    type = "overloaded"
+    headers = {"Retry-After": "1"}  # noqa: RUF012  # read-only, shared by every instance

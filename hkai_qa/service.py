@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from cachetools import LRUCache
 
 from hkai_qa.answering import extract_answer
+from hkai_qa.batching import QuestionBatcher
 from hkai_qa.config import Settings
-from hkai_qa.embedding import Embedder
+from hkai_qa.embedding import Embedder, embedder_for
 from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest
 from hkai_qa.index import Index, load_index, load_version
 from hkai_qa.retrieval import Retriever, lexical_tokens
@@ -38,15 +41,32 @@ class QAService:
     The served index is one `Retriever` (which holds its `Index`), replaced by a single assignment when a
     new version loads. A request takes it once and uses it to the end, so requests in flight finish on the
     version they started with, and a version that fails validation is refused while the old one serves on.
+
+    Over HTTP (`ask_async`, `search_async`) questions are encoded by the micro-batcher on its own thread,
+    never on the event loop, and answers to repeated questions come from a small cache keyed by the
+    normalised question, `top_k` and the index version. The CLI and the eval (`ask`) encode directly and
+    never use the cache, so what they measure is the real work.
     """
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.embedder = embedder or Embedder(settings.model)
+        self.embedder = embedder or embedder_for(settings)
         self._retriever = Retriever(load_index(settings.index_dir, settings.model))
         self._reload_lock = threading.Lock()
         self.refused: dict[str, str] = {}  # version -> why it was refused
         self.embedder.warm_up()
+        self.batcher = QuestionBatcher(
+            self.embedder.encode, settings.max_batch, settings.batch_window_ms / 1000, settings.max_pending
+        )
+        self._answers: LRUCache[tuple[str, int, str], Answer] | None = (
+            LRUCache(maxsize=settings.answer_cache) if settings.answer_cache else None
+        )
+        self._answers_lock = threading.Lock()
+        self.cache_hits = 0
+
+    def close(self) -> None:
+        """Stop the batcher's worker thread."""
+        self.batcher.close()
 
     @property
     def index(self) -> Index:
@@ -91,6 +111,38 @@ class QAService:
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
         return answer, (time.perf_counter() - started) * 1000
 
+    async def ask_async(
+        self, question: str, top_k: int = 3, snapshot: Retriever | None = None
+    ) -> tuple[Answer, float, bool]:
+        """`ask` for the event loop: batched encoding, the answer cache; also says whether it was cached.
+
+        The steps after encoding (BM25, FAISS, extraction) take well under a millisecond on the default
+        corpus and need the GIL anyway, so they run here rather than pay for a hop to a thread.
+        """
+        started = time.perf_counter()
+        retriever = snapshot or self._retriever
+        question = self._check(question, top_k, "question")
+        key = (" ".join(question.casefold().split()), top_k, retriever.index.version)
+        cached = self._cached(key)
+        if cached is not None:
+            return replace(cached, question=question), (time.perf_counter() - started) * 1000, True
+        vector = await asyncio.wrap_future(self.batcher.submit(question))
+        hits = retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
+        answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
+        if self._answers is not None:
+            with self._answers_lock:
+                self._answers[key] = answer
+        return answer, (time.perf_counter() - started) * 1000, False
+
+    def _cached(self, key: tuple[str, int, str]) -> Answer | None:
+        if self._answers is None:
+            return None
+        with self._answers_lock:
+            answer = self._answers.get(key)
+            if answer is not None:
+                self.cache_hits += 1
+        return answer
+
     def retrieve(
         self, question: str, top_k: int = 3, snapshot: Retriever | None = None
     ) -> tuple[np.ndarray, list[Hit]]:
@@ -103,9 +155,22 @@ class QAService:
         """The best passages for a query, most relevant first, and the milliseconds it took."""
         started = time.perf_counter()
         retriever = snapshot or self._retriever
-        index = retriever.index
         query = self._check(query, top_k, "query")
         vector = self.embedder.encode([query])[0]
+        return self._passages(query, vector, top_k, retriever), (time.perf_counter() - started) * 1000
+
+    async def search_async(
+        self, query: str, top_k: int = 10, snapshot: Retriever | None = None
+    ) -> tuple[list[Passage], float]:
+        """`search` for the event loop, with the query encoded by the micro-batcher."""
+        started = time.perf_counter()
+        retriever = snapshot or self._retriever
+        query = self._check(query, top_k, "query")
+        vector = await asyncio.wrap_future(self.batcher.submit(query))
+        return self._passages(query, vector, top_k, retriever), (time.perf_counter() - started) * 1000
+
+    def _passages(self, query: str, vector: np.ndarray, top_k: int, retriever: Retriever) -> list[Passage]:
+        index = retriever.index
         hits = retriever.search(vector, lexical_tokens(query), top_k)
         passages = [
             Passage(
@@ -116,7 +181,7 @@ class QAService:
             )
             for hit in hits
         ]
-        return passages, (time.perf_counter() - started) * 1000
+        return passages
 
     def document(self, document_id: str, snapshot: Retriever | None = None) -> Document:
         """One indexed document by id; DocumentNotFound otherwise."""

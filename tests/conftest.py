@@ -27,9 +27,15 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    """The real packaged model, loaded once for the whole run."""
-    model = Embedder("all-MiniLM-L6-v2")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's ONNX export of the packaged model lives (exported once, on first use)."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def embedder(model_cache: Path) -> Embedder:
+    """The real packaged model through ONNX Runtime, as the server runs it, loaded once for the whole run."""
+    model = Embedder("all-MiniLM-L6-v2", "onnx", model_cache)
     model.warm_up()
     return model
 
@@ -46,7 +52,8 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def settings(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
     """Settings pointing at a freshly built index of `corpus_dir`."""
-    built = Settings(corpus_dir=corpus_dir, index_dir=tmp_path_factory.mktemp("index"))
+    # No rate limit: the session server answers every test module from one address (tests of the limit set their own)
+    built = Settings(corpus_dir=corpus_dir, index_dir=tmp_path_factory.mktemp("index"), rate_limit="none")
     build_index(built.corpus_dir, built.index_dir, embedder, built.chunk_tokens)
     return built
 
