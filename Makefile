@@ -49,9 +49,16 @@ test: lint typecheck pytest
 eval: install $(INDEX)/CURRENT
 	$(BIN)/hkai-qa eval --index $(INDEX)
 
-# Benchmarks measure, tests check: timings live here, never in `make test`.
+# Benchmarks measure, tests check: timings live here, never in `make test`. Each script writes its own JSON
+# under benchmarks/results/. serve.py drives load with wrk when it is installed (Debian's package; installed
+# here when apt-get can), else with a Python client.
 bench: install
 	$(BIN)/python benchmarks/build.py --corpus $(CORPUS)
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && { apt-get install -y -q wrk || \
+		{ apt-get update -q && apt-get install -y -q wrk; }; }) || echo "note: no wrk; serve.py uses its Python load generator"
+	$(BIN)/python benchmarks/serve.py --corpus $(CORPUS) --index $(INDEX)
+	@if [ -f benchmarks/scale.py ]; then $(BIN)/python benchmarks/scale.py; \
+	else echo "note: benchmarks/scale.py is not there yet; skipped"; fi
 
 screenshots: install
 	HKAI_QA_SCREENSHOTS=docs $(BIN)/python -m pytest tests/test_web.py -q
