@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -204,8 +204,23 @@ def _load_onnx(model: str, fingerprint: str, cache_dir: Path | None) -> Sentence
     folder = onnx_folder(cache_dir, fingerprint)
     if not (folder / _ONNX_FILE).is_file():
         _export_onnx(model, folder)
-    loaded = SentenceTransformer(str(folder), device="cpu", backend="onnx", local_files_only=True)
+    loaded = SentenceTransformer(
+        str(folder), device="cpu", backend="onnx", local_files_only=True, model_kwargs=_onnx_options()
+    )
     return loaded
+
+
+def _onnx_options() -> dict[str, Any]:
+    """ONNX Runtime without spin-waiting: by default its idle threads spin after every call, which on a
+    2-core machine takes the CPU the HTTP server (and a torch model in the same process) needs."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return {"session_options": options, "provider": "CPUExecutionProvider"}
 
 
 def _export_onnx(model: str, folder: Path) -> None:
