@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import limits
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -61,6 +62,34 @@ class Settings(BaseSettings):
     )
     answer_cache: int = Field(1024, ge=0, description="Answers kept per index version for repeated questions (0: off).")
 
+    max_body_bytes: int = Field(
+        65_536,
+        ge=1,
+        description="Largest request body, in bytes, for every endpoint but uploads (which have "
+        "max_upload_bytes); a question needs far less than the default 64 KB.",
+    )
+    # 60 a minute per client: a person in the chat asks one question at a time (the page waits for each
+    # answer) and needs seconds to read and type, so only a script gets near it; a script then waits
+    # at most a minute. Behind a reverse proxy, set trusted_proxies or every user shares one budget.
+    rate_limit: str | None = Field(
+        "60/minute",
+        description="Questions and searches per client IP, as a `limits` string such as 20/second or "
+        "60/minute (a moving window, kept in memory per process); empty or none: no limit.",
+    )
+    trusted_proxies: list[str] = Field(
+        [],
+        description="Addresses of reverse proxies whose X-Forwarded-For names the client (a JSON list; "
+        "empty: the header is ignored and the connection's address is the client).",
+    )
+    cors_origins: list[str] = Field(
+        [],
+        description="Web origins, such as https://example.org, that may call the API from a browser "
+        "(a JSON list; empty: cross-origin calls are refused).",
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`hkai-qa serve` logs: one JSON object per line, or plain text for a terminal."
+    )
+
     @field_validator("admin_token")
     @classmethod
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
@@ -71,6 +100,29 @@ class Settings(BaseSettings):
         if not all(33 <= ord(c) <= 126 for c in value.get_secret_value().strip()):
             raise ValueError("the admin token must be printable ASCII without spaces (HTTP headers carry no more)")
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "none", "off"):
+            return None
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError(
+                f"rate_limit {value.strip()!r} is not a limit such as 20/second or 60/minute (none: no limit)"
+            ) from None
+        return value.strip()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, values: list[str]) -> list[str]:
+        origins = [value.strip().rstrip("/") for value in values if value.strip()]
+        for origin in origins:
+            # A browser's Origin header is scheme://host[:port] and nothing else, so anything longer never matches
+            if origin != "*" and (not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]):
+                raise ValueError(f"{origin!r} is not an origin such as https://example.org (scheme, host, port)")
+        return origins
 
     @field_validator("model")
     @classmethod
