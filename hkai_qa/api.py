@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hkai_qa.admin_api import admin_router
 from hkai_qa.config import Settings
 from hkai_qa.errors import HkaiError
+from hkai_qa.http_guards import install_guards
 from hkai_qa.jobs import RebuildJobs
+from hkai_qa.request_ids import error_response
 from hkai_qa.schemas import (
     AskRequest,
     AskResponse,
@@ -86,10 +88,11 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     app.state.jobs = RebuildJobs(qa)
 
     @app.post("/ask", response_model=AskResponse, responses=_ERRORS, tags=["questions"])
-    def ask(body: AskRequest, qa: ServiceDep) -> AskResponse:
+    def ask(body: AskRequest, qa: ServiceDep, request: Request) -> AskResponse:
         """Answer a question with a verbatim span and its citations, or `answer: null`."""
         snapshot = qa.snapshot()
         answer, took = qa.ask(body.question, body.top_k, snapshot)
+        request.app.state.metrics.record_answer(answer.text is not None)
         return AskResponse.from_answer(answer, snapshot.index.version, took)
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS, tags=["questions"])
@@ -152,6 +155,7 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     app.include_router(admin_router())
     _add_pages(app)
     _add_error_handlers(app)
+    install_guards(app, settings)  # last: its middlewares (request ids, limits, logs, metrics) wrap the rest
     return app
 
 
@@ -181,16 +185,14 @@ def _add_pages(app: FastAPI) -> None:
         return response
 
 
-def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}})
+def _error(status: int, kind: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return error_response(status, kind, message, headers)  # carries the request id in body and header
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HkaiError)
     async def domain_error(_: Request, exc: HkaiError) -> JSONResponse:
-        response = _error(exc.status, exc.type, exc.message)
-        response.headers.update(exc.headers or {})
-        return response
+        return _error(exc.status, exc.type, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -203,9 +205,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # the body could not be parsed (bad UTF-8, nesting, huge numbers)
             return _error(400, "invalid_json", "the request body is not valid JSON")
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, kind, str(exc.detail))
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code)
+        return _error(exc.status_code, kind or "http_error", str(exc.detail), exc.headers)
 
+    # Starlette runs this one outside all middleware, so the request id comes from its context variable
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -189,15 +188,24 @@ def serve(
     """Serve the API and the chat page."""
     import uvicorn
 
+    from hkai_qa.access_log import configure_logging
     from hkai_qa.api import create_app
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("hkai_qa").setLevel(logging.INFO)  # version swaps, refused versions, rebuild jobs
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     settings = _settings(corpus_dir=corpus, index_dir=index, host=host, port=port)
     application = create_app(settings)
     typer.echo(f"serving index {application.state.service.index.version} at http://{settings.host}:{settings.port}")
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    configure_logging(settings.log_format)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # uvicorn's records go through our handler: JSON lines like the rest
+        log_level="info",
+        access_log=False,  # hkai_qa.access writes the one line per request, with its id and route
+        # X-Forwarded-For names the client only when it comes from a proxy we were told to trust
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+    )
 
 
 @app.command(name="eval")

@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 from hkai_qa.service import MAX_TOP_K
 from hkai_qa.types import Answer, Citation
+
+# Refused in questions and queries: C0 and C1 control characters other than tab, line feed and carriage
+# return, and the bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which
+# can make text display differently from what it says. The marks U+200E, U+200F and U+061C stay allowed:
+# they are ordinary in copied Arabic and Hebrew text and only set the direction of their own place.
+_REFUSED_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+PLAIN_TEXT = f"^[^{_REFUSED_CHARACTERS}]*$"  # in the OpenAPI schema, so clients and fuzzers know it too
+_REFUSED = re.compile(f"[{_REFUSED_CHARACTERS}]")
+
+
+def _plain_text(text: str) -> str:
+    found = _REFUSED.search(text)
+    if found is None:
+        return text
+    code = f"U+{ord(found.group()):04X}"
+    if ord(found.group()) >= 0x202A:  # the refused characters from there on are all bidirectional controls
+        raise PydanticCustomError(
+            "bidi_control",
+            "bidirectional control {code} is not allowed (it can make text display differently from what it says)",
+            {"code": code},
+        )
+    raise PydanticCustomError(
+        "control_character",
+        "control character {code} is not allowed (tabs and line breaks are)",
+        {"code": code},
+    )
+
+
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+_PLAIN_TEXT_SCHEMA: JsonDict = {"pattern": PLAIN_TEXT}
 
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(
-        ..., description="The question, 1 to 1,000 characters.", examples=["What are smart lampposts equipped with?"]
+    question: PlainText = Field(
+        ...,
+        description="The question, 1 to 1,000 characters; no control characters other than tab and line breaks, "
+        "no bidirectional overrides or isolates.",
+        examples=["What are smart lampposts equipped with?"],
+        json_schema_extra=_PLAIN_TEXT_SCHEMA,
     )
     top_k: int = Field(3, ge=1, le=MAX_TOP_K, strict=True, description="How many citations to return at most (1-20).")
 
@@ -22,8 +59,12 @@ class AskRequest(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(
-        ..., strict=True, description="Words or a question to search for, 1 to 1,000 characters.", examples=["ASTRI"]
+    query: PlainText = Field(
+        ...,
+        strict=True,
+        description="Words or a question to search for, 1 to 1,000 characters; the same characters as a question.",
+        examples=["ASTRI"],
+        json_schema_extra=_PLAIN_TEXT_SCHEMA,
     )
     top_k: int = Field(10, ge=1, le=MAX_TOP_K, strict=True, description="How many passages to return (1-20).")
 
@@ -124,9 +165,19 @@ class Health(BaseModel):
     sentences: int = Field(description="Number of sentences.")
 
 
+class Liveness(BaseModel):
+    status: str = Field(description="`ok` while the process answers HTTP.")
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="`ready` once the model and an index are loaded.")
+    index_version: str = Field(description="Version of the index being served.")
+
+
 class ErrorBody(BaseModel):
     type: str = Field(description="Machine-readable error kind.")
     message: str = Field(description="What went wrong, for a person.")
+    request_id: str = Field(description="The request's id, also in the X-Request-ID header: quote it in reports.")
 
 
 class ErrorResponse(BaseModel):
