@@ -17,7 +17,8 @@ def client(server_url: str) -> Iterator[httpx.Client]:
 def _error(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "request_id"}
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
     assert "Traceback" not in response.text
     return str(body["error"]["message"])
 
@@ -98,7 +99,8 @@ def test_health_reports_version_and_counts(client: httpx.Client):
         ({"question": 42}, "question"),
         ({"question": "ok", "topk": 3}, "topk"),
         ({"question": "ok", "top_k": True}, "top_k"),
-        ({"question": "\u200b\x00 "}, "empty"),
+        ({"question": "\u200b\u2060 "}, "empty"),
+        ({"question": "\u200b\x00 "}, "control character U+0000"),
         ([], "body"),
     ],
 )
