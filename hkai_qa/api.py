@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hkai_qa.admin_api import admin_router
 from hkai_qa.config import Settings
-from hkai_qa.errors import HkaiError
+from hkai_qa.errors import HkaiError, NotReady
 from hkai_qa.http_guards import install_guards
 from hkai_qa.jobs import RebuildJobs
 from hkai_qa.request_ids import error_response
@@ -47,12 +48,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed JSON."},
     422: {"model": ErrorResponse, "description": "A field is missing or out of range."},
 }
+_BUSY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    503: {"model": ErrorResponse, "description": "Still loading, or too many questions waiting (see Retry-After)."},
+}
 log = logging.getLogger("hkai_qa.api")
 
 
 def get_service(request: Request) -> QAService:
-    """The loaded service of the app handling this request."""
-    service: QAService = request.app.state.service
+    """The loaded service of the app handling this request; NotReady (503) while it is still loading."""
+    service: QAService | None = request.app.state.service
+    if service is None:
+        failed: str | None = request.app.state.load_error
+        raise NotReady(failed or "the model and the index are still loading; try again in a moment")
     return service
 
 
@@ -60,20 +68,28 @@ ServiceDep = Annotated[QAService, Depends(get_service)]
 
 
 def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
-    """Build the app; loads the model and the index now unless a loaded `service` is given.
+    """Build the app around a loaded `service`, or one that loads in the background once serving starts.
 
-    While it runs, a watcher picks up versions that a build (CLI or HTTP) publishes in the index folder.
+    Loading in the background lets the process answer /healthz at once and /readyz (503) until the model
+    and the index are in memory. While it runs, a watcher picks up versions a build (CLI or HTTP) publishes.
     """
-    qa = service or QAService(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        watcher = IndexWatcher(qa, settings.reload_interval)
-        watcher.start()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader = threading.Thread(target=_load, args=(app, settings), name="hkai-qa-loader", daemon=True)
+        if app.state.service is None:
+            loader.start()
+        else:
+            _serve(app, app.state.service)
         try:
             yield
         finally:
-            watcher.stop()
+            if loader.is_alive():
+                loader.join()
+            if app.state.watcher is not None:
+                app.state.watcher.stop()
+            if service is None and app.state.service is not None:
+                app.state.service.close()  # only what this app loaded; a caller's service stays theirs
 
     app = FastAPI(
         title="hkai-qa",
@@ -83,23 +99,28 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.service = qa
     app.state.settings = settings
-    app.state.jobs = RebuildJobs(qa)
+    app.state.service = None
+    app.state.jobs = None
+    app.state.watcher = None
+    app.state.load_error = None
+    if service is not None:
+        app.state.service = service
+        app.state.jobs = RebuildJobs(service)
 
-    @app.post("/ask", response_model=AskResponse, responses=_ERRORS, tags=["questions"])
-    def ask(body: AskRequest, qa: ServiceDep, request: Request) -> AskResponse:
+    @app.post("/ask", response_model=AskResponse, responses=_BUSY_ERRORS, tags=["questions"])
+    async def ask(body: AskRequest, qa: ServiceDep, request: Request) -> AskResponse:
         """Answer a question with a verbatim span and its citations, or `answer: null`."""
         snapshot = qa.snapshot()
-        answer, took = qa.ask(body.question, body.top_k, snapshot)
+        answer, took, _ = await qa.ask_async(body.question, body.top_k, snapshot)
         request.app.state.metrics.record_answer(answer.text is not None)
         return AskResponse.from_answer(answer, snapshot.index.version, took)
 
-    @app.post("/search", response_model=SearchResponse, responses=_ERRORS, tags=["questions"])
-    def search(body: SearchRequest, qa: ServiceDep) -> SearchResponse:
+    @app.post("/search", response_model=SearchResponse, responses=_BUSY_ERRORS, tags=["questions"])
+    async def search(body: SearchRequest, qa: ServiceDep) -> SearchResponse:
         """Ranked passages for a query (hybrid dense + keyword search)."""
         snapshot = qa.snapshot()
-        passages, took = qa.search(body.query, body.top_k, snapshot)
+        passages, took = await qa.search_async(body.query, body.top_k, snapshot)
         hits = [
             SearchHit(
                 document_id=p.hit.chunk.document_id,
@@ -157,6 +178,31 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     _add_error_handlers(app)
     install_guards(app, settings)  # last: its middlewares (request ids, limits, logs, metrics) wrap the rest
     return app
+
+
+def _load(app: FastAPI, settings: Settings) -> None:
+    """Load the model and the index (in a thread, so the server answers /healthz meanwhile)."""
+    try:
+        qa = QAService(settings)
+    except HkaiError as exc:
+        app.state.load_error = exc.message
+        log.error("cannot serve: %s", exc.message)
+        return
+    except Exception as exc:  # keep the process answering /healthz and /readyz with the reason
+        app.state.load_error = f"loading failed: {exc.__class__.__name__}"
+        log.exception("cannot serve: loading the model or the index failed")
+        return
+    _serve(app, qa)
+    log.info("ready: serving index version %s (%s backend)", qa.index.version, qa.embedder.backend)
+
+
+def _serve(app: FastAPI, qa: QAService) -> None:
+    """Make `qa` the app's service and start watching its index folder for new versions."""
+    app.state.jobs = app.state.jobs or RebuildJobs(qa)
+    app.state.service = qa
+    watcher = IndexWatcher(qa, qa.settings.reload_interval)
+    watcher.start()
+    app.state.watcher = watcher
 
 
 def _summary(document: Document) -> DocumentSummary:

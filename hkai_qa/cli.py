@@ -40,14 +40,14 @@ def build(
 ) -> None:
     """Read the corpus, embed what changed and publish a new index version."""
     from hkai_qa.building import build_index
-    from hkai_qa.embedding import Embedder
+    from hkai_qa.embedding import embedder_for
 
     settings = _settings(corpus_dir=corpus, index_dir=index)
     with BuildDisplay() as display:
         summary = build_index(
             settings.corpus_dir,
             settings.index_dir,
-            Embedder(settings.model),
+            embedder_for(settings),
             settings.chunk_tokens,
             force=force,
             progress=display.update,
@@ -190,10 +190,15 @@ def serve(
 
     from hkai_qa.access_log import configure_logging
     from hkai_qa.api import create_app
+    from hkai_qa.index import validate_version
+    from hkai_qa.versions import current_version
 
     settings = _settings(corpus_dir=corpus, index_dir=index, host=host, port=port)
+    # Fail here, with the reason, rather than serve a process that can never become ready.
+    version = current_version(settings.index_dir)
+    validate_version(settings.index_dir, version, settings.model)
     application = create_app(settings)
-    typer.echo(f"serving index {application.state.service.index.version} at http://{settings.host}:{settings.port}")
+    typer.echo(f"serving index {version} at http://{settings.host}:{settings.port} (ready once the model loads)")
     configure_logging(settings.log_format)
     uvicorn.run(
         application,

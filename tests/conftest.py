@@ -27,9 +27,16 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the session's ONNX export of the packaged model lives (exported once, on first use)."""
-    return tmp_path_factory.mktemp("model-cache")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session index's folder."""
+    return tmp_path_factory.mktemp("index")
+
+
+@pytest.fixture(scope="session")
+def model_cache(index_dir: Path) -> Path:
+    """Where the ONNX export of the packaged model lives: the session index's cache, as for a real server,
+    so a server started on the session index loads the same export instead of making its own."""
+    return index_dir / "cache"
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +57,10 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
+def settings(corpus_dir: Path, index_dir: Path, embedder: Embedder) -> Settings:
     """Settings pointing at a freshly built index of `corpus_dir`."""
     # No rate limit: the session server answers every test module from one address (tests of the limit set their own)
-    built = Settings(corpus_dir=corpus_dir, index_dir=tmp_path_factory.mktemp("index"), rate_limit="none")
+    built = Settings(corpus_dir=corpus_dir, index_dir=index_dir, rate_limit="none")
     build_index(built.corpus_dir, built.index_dir, embedder, built.chunk_tokens)
     return built
 

@@ -1,0 +1,71 @@
+"""The service behind the API: cached answers for repeated questions, loading in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from hkai_qa.api import create_app
+from hkai_qa.config import Settings
+from hkai_qa.service import QAService
+
+
+def test_a_repeated_question_comes_from_the_cache_with_the_asker_s_wording(service: QAService) -> None:
+    first_wording = "Which funding scheme supports AI research collaborations with universities?"
+    second_wording = "  which FUNDING scheme supports AI research   collaborations with universities? "
+
+    async def ask_three_times() -> list[tuple[str, str | None, bool]]:
+        results = []
+        for question, top_k in ((first_wording, 3), (second_wording, 3), (first_wording, 2)):
+            answer, _, cached = await service.ask_async(question, top_k)
+            results.append((answer.question, answer.text, cached))
+        return results
+
+    hits_before = service.cache_hits
+    first, again, other_top_k = asyncio.run(ask_three_times())
+    assert first[2] is False
+    assert again == (second_wording.strip(), first[1], True)
+    assert other_top_k[2] is False  # another top_k is another answer (citations differ)
+    assert service.cache_hits == hits_before + 1
+    direct, _ = service.ask(first_wording, 3)  # the CLI and the eval never use the cache
+    assert direct.text == first[1]
+
+
+def _wait_for(client: httpx.Client, path: str, status: int, seconds: float = 120) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        response = client.get(path) if path != "/ask" else client.post(path, json={"question": "What is ASTRI?"})
+        if response.status_code == status or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
+def test_the_server_listens_at_once_and_answers_once_loaded(
+    settings: Settings, start_server: Callable[[FastAPI], str]
+) -> None:
+    app = create_app(settings)  # no service given: it loads in the background after start-up
+    with httpx.Client(base_url=start_server(app), timeout=30) as client:
+        early = client.post("/ask", json={"question": "What is ASTRI?"})
+        if early.status_code == 503:  # still loading: a clear error, never a hang or a 500
+            assert early.json()["error"]["type"] == "not_ready" and early.headers["Retry-After"]
+        ready = _wait_for(client, "/ask", 200)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["answer"] and ready.json()["index_version"] == app.state.service.index.version
+        assert app.state.service.embedder.backend == "onnx"
+
+
+def test_a_server_whose_index_cannot_load_says_why(tmp_path: Path, start_server: Callable[[FastAPI], str]) -> None:
+    app = create_app(Settings(corpus_dir=tmp_path, index_dir=tmp_path / "no-index"))
+    with httpx.Client(base_url=start_server(app), timeout=30) as client:
+        deadline = time.monotonic() + 60
+        while app.state.load_error is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for response in (client.post("/ask", json={"question": "What is ASTRI?"}), client.get("/health")):
+            assert response.status_code == 503
+            error = response.json()["error"]
+            assert error["type"] == "not_ready" and "run `hkai-qa build` first" in error["message"]
