@@ -419,6 +419,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk, or --generator python")
     generator = f"wrk {_wrk_version()} (1 thread)" if use_wrk else "python asyncio (its own process)"
     load_before = os.getloadavg()
+    commit = _git_commit()  # now: others may commit while the run goes on
     results: dict[str, Any] = {}
 
     with tempfile.TemporaryDirectory(prefix="hkai-serve-bench-") as scratch:
@@ -456,7 +457,7 @@ def main() -> None:
             server.stop()
 
     results["machine_load"] = {"before": list(load_before), "after": list(os.getloadavg())}
-    _report(results, args, generator)
+    _report(results, args, generator, commit)
 
 
 def _compute_parts(
@@ -554,7 +555,7 @@ def _compute_parts(
     }
 
 
-def _report(results: dict[str, Any], args: argparse.Namespace, generator: str) -> None:
+def _report(results: dict[str, Any], args: argparse.Namespace, generator: str, commit: dict[str, Any]) -> None:
     latency, throughput = results["latency"], results["throughput"]
     health, load = results["health_under_load"], results["overload"]
     at16 = throughput["16"]
@@ -568,7 +569,6 @@ def _report(results: dict[str, Any], args: argparse.Namespace, generator: str) -
         "overload_no_hang": no_hang,
         "overload_rss_flat": load["rss_flat"],
     }
-    commit = _git_commit()
     probe = results["startup"]["probe"]
     statuses = ", ".join(f"{k}: {v}" for k, v in load["statuses"].items())
     rss = load["rss_mib"]
