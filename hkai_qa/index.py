@@ -23,6 +23,13 @@ import numpy as np
 from hkai_qa.errors import IndexInvalid, IndexNotFound
 from hkai_qa.files import fsync_dir
 from hkai_qa.types import Chunk, Document, Section, Sentence
+from hkai_qa.vector_index import (
+    EXACT_LIMIT,
+    VectorIndexSpec,
+    build_vector_index,
+    choose_vector_index,
+    prepare_for_search,
+)
 from hkai_qa.versions import (
     KEEP_VERSIONS,
     STAGING_PREFIX,
@@ -98,9 +105,11 @@ def write_version(
     chunk_tokens: int,
     pipeline: str = "",
     model_fingerprint: str = "",
+    exact_limit: int = EXACT_LIMIT,
 ) -> str:
     """Write a new version folder (manifest last), make it current, prune old ones; returns its name.
 
+    The chunk vectors are searched exactly below `exact_limit` of them, through IVF from there (vector_index.py).
     Call with the build lock held. Until the final rename the files live in a `.staging-*` folder that
     no reader looks at, so a crash at any point leaves the current version untouched.
     """
@@ -126,9 +135,8 @@ def write_version(
             staging / "chunks.json",
             [[c.document_id, c.section, c.start, c.end, c.first_sentence, c.last_sentence] for c in chunks],
         )
-        flat = faiss.IndexFlatIP(chunk_vectors.shape[1])
-        flat.add(chunk_vectors)
-        faiss.write_index(flat, str(staging / "chunks.faiss"))
+        spec = choose_vector_index(len(chunk_vectors), exact_limit)
+        faiss.write_index(build_vector_index(chunk_vectors, spec), str(staging / "chunks.faiss"))
         np.save(staging / "sentences.npy", sentence_vectors, allow_pickle=False)
         _failpoint("HKAI_QA_FAILPOINT_BEFORE_MANIFEST")
         manifest = {
@@ -141,6 +149,7 @@ def write_version(
             "counts": counts,
             "documents": {d.id: document_fingerprint(d) for d in documents},
             "calibration": DEFAULT_CALIBRATION,
+            "vector_index": spec.as_manifest(),
             "files": {name: _sha256(staging / name) for name in _FILES},
         }
         _write_json(staging / "manifest.json", manifest)  # written last: its presence marks a whole version
@@ -189,6 +198,10 @@ def load_version(index_dir: Path, version: str, model: str) -> Index:
         raise IndexInvalid(f"index version {version}: vector counts do not match the chunk and sentence counts")
     if chunk_vectors.d != dimension or sentence_vectors.shape[1] != dimension:
         raise IndexInvalid(f"index version {version}: vector dimension does not match the manifest ({dimension})")
+    try:
+        prepare_for_search(chunk_vectors, VectorIndexSpec.from_manifest(manifest.get("vector_index")))
+    except ValueError as exc:
+        raise IndexInvalid(f"index version {version}: {exc}") from exc
     return Index(path, manifest, documents, sentences, chunks, chunk_vectors, sentence_vectors)
 
 
@@ -305,6 +318,7 @@ def _check_manifest(path: Path, manifest: dict[str, Any], model: str) -> None:
         or not isinstance(manifest["built_at"], str)
     ):
         raise IndexInvalid(f"index version {version}: the manifest is malformed")
+    VectorIndexSpec.from_manifest(manifest.get("vector_index"))  # absent in older versions: flat
 
 
 def _failpoint(name: str) -> None:
