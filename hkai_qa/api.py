@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import swagger_ui_bundle
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hkai_qa.admin_api import admin_router
 from hkai_qa.config import Settings
@@ -48,15 +50,25 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed JSON."},
     422: {"model": ErrorResponse, "description": "A field is missing or out of range."},
 }
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "Still loading (see Retry-After), or the index cannot be loaded."},
+}
 _BUSY_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
-    503: {"model": ErrorResponse, "description": "Still loading, or too many questions waiting (see Retry-After)."},
+    413: {"model": ErrorResponse, "description": "The request body is larger than the limit (64 KB by default)."},
+    429: {"model": ErrorResponse, "description": "Too many requests from this client (see Retry-After)."},
+    503: {
+        "model": ErrorResponse,
+        "description": "Still loading, or too many questions waiting for the model (see Retry-After).",
+    },
 }
 log = logging.getLogger("hkai_qa.api")
 
 
-def get_service(request: Request) -> QAService:
-    """The loaded service of the app handling this request; NotReady (503) while it is still loading."""
+async def get_service(request: Request) -> QAService:
+    """The loaded service of the app handling this request; NotReady (503) while it is still loading.
+
+    async so that FastAPI calls it on the event loop instead of sending it to a thread per request."""
     service: QAService | None = request.app.state.service
     if service is None:
         failed: str | None = request.app.state.load_error
@@ -137,7 +149,7 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
             query=body.query.strip(), hits=hits, index_version=snapshot.index.version, took_ms=round(took, 2)
         )
 
-    @app.get("/documents", response_model=DocumentList, tags=["documents"])
+    @app.get("/documents", response_model=DocumentList, responses=_NOT_READY, tags=["documents"])
     def documents(qa: ServiceDep) -> DocumentList:
         """Every document the bot knows, with its sections."""
         index = qa.index
@@ -150,7 +162,7 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     @app.get(
         "/documents/{document_id:path}",
         response_model=DocumentOut,
-        responses={404: {"model": ErrorResponse, "description": "No such document."}},
+        responses={404: {"model": ErrorResponse, "description": "No such document."}, **_NOT_READY},
         tags=["documents"],
     )
     def document(
@@ -160,9 +172,10 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
         found = qa.document(document_id)
         return DocumentOut(**_summary(found).model_dump(), text=found.text)
 
-    @app.get("/health", response_model=Health, tags=["service"])
-    def health(qa: ServiceDep) -> Health:
-        """Answers once the model and index are loaded."""
+    @app.get("/health", response_model=Health, responses=_NOT_READY, tags=["service"])
+    async def health(qa: ServiceDep) -> Health:
+        """Answers once the model and index are loaded (on the event loop: no thread hop, so it stays quick
+        while the model is busy)."""
         index = qa.index
         manifest = index.manifest
         return Health(
@@ -177,6 +190,7 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
     _add_pages(app)
     _add_error_handlers(app)
     install_guards(app, settings)  # last: its middlewares (request ids, limits, logs, metrics) wrap the rest
+    app.add_middleware(SecurityHeaders)  # outermost: 413s and 429s from the guards get the headers too
     return app
 
 
@@ -222,13 +236,32 @@ def _add_pages(app: FastAPI) -> None:
     def docs() -> HTMLResponse:
         return HTMLResponse((WEB_DIR / "docs.html").read_text(encoding="utf-8"))
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+
+class SecurityHeaders:
+    """Adds the page's security headers to every response; plain ASGI, so no extra task per request."""
+
+    _HEADERS = (
+        (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self._HEADERS:
+                    headers[name.decode()] = value.decode()
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _error(status: int, kind: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:

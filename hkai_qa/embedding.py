@@ -116,9 +116,11 @@ class Embedder:
         model = self._load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        # Batches of similar length pad less: sort by length, encode, then put rows back in input order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         parts = []
         for first in range(0, len(texts), batch_size):
-            batch = list(texts[first : first + batch_size])
+            batch = [texts[i] for i in order[first : first + batch_size]]
             with self._lock:
                 vectors = model.encode(
                     batch,
@@ -131,7 +133,9 @@ class Embedder:
             parts.append(np.asarray(vectors, dtype=np.float32))
             if progress is not None:
                 progress(len(batch))
-        return np.ascontiguousarray(np.concatenate(parts))
+        vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        vectors[order] = np.concatenate(parts)
+        return vectors
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text as the model sees them, [CLS] and [SEP] included."""
