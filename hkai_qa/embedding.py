@@ -24,6 +24,7 @@ import numpy as np
 
 from hkai_qa.config import DEFAULT_MODEL, Settings
 from hkai_qa.errors import ModelNotFound
+from hkai_qa.question_encoder import OnnxQuestionEncoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -136,6 +137,17 @@ class Embedder:
         vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
         vectors[order] = np.concatenate(parts)
         return vectors
+
+    def question_encoder(self) -> Callable[[Sequence[str]], np.ndarray]:
+        """The fastest encoder of short texts giving the same vectors: ONNX Runtime called directly when
+        the model runs from an ONNX export of the standard pipeline (see question_encoder.py), else `encode`."""
+        model = self._load()
+        if self.backend == "onnx" and self.cache_dir is not None:
+            folder = onnx_folder(self.cache_dir, self.fingerprint)
+            if OnnxQuestionEncoder.supports(folder) and model.max_seq_length is not None:
+                options = _onnx_options()["session_options"]
+                return OnnxQuestionEncoder(folder, int(model.max_seq_length), options).encode
+        return self.encode
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text as the model sees them, [CLS] and [SEP] included."""

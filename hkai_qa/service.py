@@ -55,8 +55,9 @@ class QAService:
         self._reload_lock = threading.Lock()
         self.refused: dict[str, str] = {}  # version -> why it was refused
         self.embedder.warm_up()
+        self._encode_questions = self.embedder.question_encoder()
         self.batcher = QuestionBatcher(
-            self.embedder.encode, settings.max_batch, settings.batch_window_ms / 1000, settings.max_pending
+            self._encode_questions, settings.max_batch, settings.batch_window_ms / 1000, settings.max_pending
         )
         self._answers: LRUCache[tuple[str, int, str], Answer] | None = (
             LRUCache(maxsize=settings.answer_cache) if settings.answer_cache else None
@@ -148,7 +149,7 @@ class QAService:
     ) -> tuple[np.ndarray, list[Hit]]:
         """The question's vector and the chunks whose sentences compete for the answer."""
         retriever = snapshot or self._retriever
-        vector = self.embedder.encode([question])[0]
+        vector = self._encode_questions([question])[0]
         return vector, retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
 
     def search(self, query: str, top_k: int = 10, snapshot: Retriever | None = None) -> tuple[list[Passage], float]:
@@ -156,7 +157,7 @@ class QAService:
         started = time.perf_counter()
         retriever = snapshot or self._retriever
         query = self._check(query, top_k, "query")
-        vector = self.embedder.encode([query])[0]
+        vector = self._encode_questions([query])[0]
         return self._passages(query, vector, top_k, retriever), (time.perf_counter() - started) * 1000
 
     async def search_async(
