@@ -57,8 +57,8 @@ bench: install
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && { apt-get install -y -q wrk || \
 		{ apt-get update -q && apt-get install -y -q wrk; }; }) || echo "note: no wrk; serve.py uses its Python load generator"
 	$(BIN)/python benchmarks/serve.py --corpus $(CORPUS) --index $(INDEX)
-	@if [ -f benchmarks/scale.py ]; then $(BIN)/python benchmarks/scale.py; \
-	else echo "note: benchmarks/scale.py is not there yet; skipped"; fi
+	$(BIN)/python benchmarks/stages.py --index $(INDEX)
+	$(BIN)/python benchmarks/scale.py
 
 screenshots: install
 	HKAI_QA_SCREENSHOTS=docs $(BIN)/python -m pytest tests/test_web.py -q

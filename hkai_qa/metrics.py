@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -117,3 +117,19 @@ class _ServedIndex(Collector):
         yield GaugeMetricFamily(
             "hkai_qa_index_built_timestamp_seconds", "When the served index was built (Unix time).", built.timestamp()
         )
+        yield from _query_path(service)
+
+
+def _query_path(service: Any) -> Iterator[Metric]:
+    """The micro-batcher and the answer cache: how much batching happens, what is refused, what is reused."""
+    stats = service.batcher.stats
+    yield CounterMetricFamily("hkai_qa_question_batches", "Forward passes over batched questions.", stats.batches)
+    yield CounterMetricFamily("hkai_qa_batched_questions", "Questions encoded by the batcher.", stats.questions)
+    yield CounterMetricFamily(
+        "hkai_qa_questions_refused_busy", "Questions refused (503) because the queue was full.", stats.refused
+    )
+    yield GaugeMetricFamily(
+        "hkai_qa_questions_waiting", "Questions waiting for the model now.", service.batcher.pending
+    )
+    yield GaugeMetricFamily("hkai_qa_largest_batch", "The largest batch encoded so far.", stats.largest)
+    yield CounterMetricFamily("hkai_qa_answer_cache_hits", "Answers served from the answer cache.", service.cache_hits)

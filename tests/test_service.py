@@ -69,3 +69,21 @@ def test_a_server_whose_index_cannot_load_says_why(tmp_path: Path, start_server:
             assert response.status_code == 503
             error = response.json()["error"]
             assert error["type"] == "not_ready" and "run `hkai-qa build` first" in error["message"]
+
+
+def test_metrics_show_the_batcher_and_the_cache(server_url: str) -> None:
+    with httpx.Client(base_url=server_url, timeout=30) as client:
+        question = {"question": "Which metrics does the batcher expose for questions about InnoHK?"}
+        assert client.post("/ask", json=question).status_code == 200
+        assert client.post("/ask", json=question).status_code == 200  # the second comes from the cache
+        text = client.get("/metrics").text
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith(
+            ("hkai_qa_batched_questions_total", "hkai_qa_answer_cache_hits_total", "hkai_qa_questions_waiting")
+        )
+    }
+    assert values["hkai_qa_batched_questions_total"] >= 1
+    assert values["hkai_qa_answer_cache_hits_total"] >= 1
+    assert values["hkai_qa_questions_waiting"] == 0
