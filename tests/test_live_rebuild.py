@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
+from servers import ServeProcess
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOKEN = "live-rebuild-token-9876543210"
@@ -47,43 +47,12 @@ def _timetable(lines: int) -> str:
     return "".join(parts)
 
 
-class Server:
-    """`hkai-qa serve` in its own process, logging to a file."""
+class Server(ServeProcess):
+    """`hkai-qa serve` in its own process, logging to a file, ready when constructed."""
 
     def __init__(self, corpus: Path, index: Path, log: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log: IO[bytes] = log.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hkai_qa",
-                "serve",
-                "--corpus",
-                str(corpus),
-                "--index",
-                str(index),
-                "--port",
-                str(self.port),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=ENV,
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "server did not start"
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        super().__init__(corpus, index, log, ENV)
+        self.wait_ready(120)
 
     def version(self) -> str:
         return str(httpx.get(f"{self.url}/health").json()["index_version"])
@@ -92,11 +61,6 @@ class Server:
         response = httpx.post(f"{self.url}/ask", json={"question": QUESTION}, timeout=30)
         assert response.status_code == 200, response.text
         return dict(response.json())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

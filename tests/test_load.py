@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
+from servers import ServeProcess
 
 from hkai_qa.config import Settings
 
@@ -33,50 +31,19 @@ ENV = {
 }
 
 
-class Server:
+def _server(settings: Settings, log: Path, **env: str) -> ServeProcess:
     """`hkai-qa serve` on the session index in its own process, with extra HKAI_QA_ settings."""
-
-    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log: IO[bytes] = log.open("ab")
-        command = [sys.executable, "-m", "hkai_qa", "serve", "--corpus", str(settings.corpus_dir)]
-        self.process = subprocess.Popen(
-            [*command, "--index", str(settings.index_dir), "--port", str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**ENV, **env},
-        )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 180
-        while True:
-            assert self.process.poll() is None, self.log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "server not ready in time"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
+    return ServeProcess(settings.corpus_dir, settings.index_dir, log, {**ENV, **env})
 
 
 @pytest.fixture(scope="module")
-def servers(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+def servers(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServeProcess]]:
     """Two servers started side by side: `open` (no rate limit) and `tight` (5 questions a second per
     client, one question waiting for the model at most, no answer cache)."""
     folder = tmp_path_factory.mktemp("load")
     started = {
-        "open": Server(settings, folder / "open.log", HKAI_QA_RATE_LIMIT="none"),
-        "tight": Server(
+        "open": _server(settings, folder / "open.log", HKAI_QA_RATE_LIMIT="none"),
+        "tight": _server(
             settings,
             folder / "tight.log",
             HKAI_QA_RATE_LIMIT="5/second",
@@ -93,7 +60,7 @@ def servers(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
             server.stop()
 
 
-def test_ten_seconds_of_locust_users_all_get_answers(servers: dict[str, Server], tmp_path: Path):
+def test_ten_seconds_of_locust_users_all_get_answers(servers: dict[str, ServeProcess], tmp_path: Path):
     server = servers["open"]
     statuses, stats = tmp_path / "statuses.json", tmp_path / "stats"
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "10", "-r", "10"]
@@ -111,7 +78,7 @@ def test_ten_seconds_of_locust_users_all_get_answers(servers: dict[str, Server],
     assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
 
 
-def test_an_overloaded_server_sheds_with_json_errors(servers: dict[str, Server]):
+def test_an_overloaded_server_sheds_with_json_errors(servers: dict[str, ServeProcess]):
     server = servers["tight"]
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines()]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from servers import ServeProcess
 
 from hkai_qa.access_log import JsonFormatter
 from hkai_qa.api import create_app
@@ -216,64 +214,44 @@ def test_healthz_and_readyz_once_loaded(observed: str, service: QAService):
 def test_readyz_is_503_until_the_service_has_loaded(settings: Settings, service: QAService):
     app = create_app(settings, service)
     app.state.service = None  # as it is while the model and index load in the background
-    client = TestClient(app)  # not started as a context manager: no lifespan, so nothing ever loads
-    assert client.get("/healthz").status_code == 200
-    waiting = client.get("/readyz", headers={"X-Request-ID": "wait-1"})
+
+    async def probe() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        # ASGITransport runs no lifespan, so nothing ever loads
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hkai-qa.test") as client:
+            return (
+                await client.get("/healthz"),
+                await client.get("/readyz", headers={"X-Request-ID": "wait-1"}),
+                await client.get("/metrics"),
+            )
+
+    live, waiting, scraped = asyncio.run(probe())
+    assert live.status_code == 200
     assert waiting.status_code == 503 and int(waiting.headers["retry-after"]) >= 1
     assert waiting.json()["error"]["type"] == "not_ready" and waiting.json()["error"]["request_id"] == "wait-1"
-    scraped = client.get("/metrics").text
-    assert "hkai_qa_ready 0.0" in scraped and "hkai_qa_index_info" not in scraped
+    assert "hkai_qa_ready 0.0" in scraped.text and "hkai_qa_index_info" not in scraped.text
 
 
 def test_serve_logs_one_json_line_per_request_and_never_the_token(tmp_path: Path, embedder: Embedder):
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     shutil.copytree(FIXTURES / "tiny-corpus", corpus)
     build_index(corpus, index, embedder)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
+    log = tmp_path / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HKAI_QA_ADMIN_TOKEN": TOKEN}
     question = "How long is the first oolong infusion?"
-    with log.open("wb") as stderr:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hkai_qa",
-                "serve",
-                "--corpus",
-                str(corpus),
-                "--index",
-                str(index),
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                assert server.poll() is None, log.read_text(errors="replace")
-                assert time.monotonic() < deadline, "the server did not become ready"
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            spoofed = {"X-Request-ID": "cli-ask", "X-Forwarded-For": "203.0.113.9"}
-            assert httpx.post(f"{url}/ask", json={"question": question}, headers=spoofed, timeout=30).status_code == 200
-            httpx.get(f"{url}/documents/guides/tea", headers={"X-Request-ID": "cli-doc"})
-            wrong = {"Authorization": "Bearer wrong-token-abcdef123456", "X-Request-ID": "cli-401"}
-            assert httpx.post(f"{url}/index/rebuild", headers=wrong).status_code == 401
-            assert httpx.get(f"{url}/index/jobs", headers={**AUTH, "X-Request-ID": "cli-jobs"}).status_code == 200
-            httpx.get(f"{url}/nowhere?q=query-marker-7f3a", headers={"X-Request-ID": "cli-404"})
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    server = ServeProcess(corpus, index, log, env, stdout_to_log=False)  # stdout has the CLI's "serving" line
+    url = server.url
+    try:
+        server.wait_ready(120)
+        spoofed = {"X-Request-ID": "cli-ask", "X-Forwarded-For": "203.0.113.9"}
+        assert httpx.post(f"{url}/ask", json={"question": question}, headers=spoofed, timeout=30).status_code == 200
+        httpx.get(f"{url}/documents/guides/tea", headers={"X-Request-ID": "cli-doc"})
+        wrong = {"Authorization": "Bearer wrong-token-abcdef123456", "X-Request-ID": "cli-401"}
+        assert httpx.post(f"{url}/index/rebuild", headers=wrong).status_code == 401
+        assert httpx.get(f"{url}/index/jobs", headers={**AUTH, "X-Request-ID": "cli-jobs"}).status_code == 200
+        httpx.get(f"{url}/nowhere?q=query-marker-7f3a", headers={"X-Request-ID": "cli-404"})
+    finally:
+        server.stop()
     text = log.read_text(encoding="utf-8")
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON
     access = [line for line in lines if line["logger"] == "hkai_qa.access"]
