@@ -8,6 +8,7 @@ fallback (and the reference the export is checked against in the tests).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -86,6 +87,11 @@ class Embedder:
         self._fingerprint: str | None = None
         self._lock = threading.Lock()
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the sentence-transformers model is in memory (builds need it; questions may not)."""
+        return self._model is not None
+
     def warm_up(self) -> None:
         """Load the model now instead of on the first request."""
         self._load()
@@ -140,13 +146,27 @@ class Embedder:
 
     def question_encoder(self) -> Callable[[Sequence[str]], np.ndarray]:
         """The fastest encoder of short texts giving the same vectors: ONNX Runtime called directly when
-        the model runs from an ONNX export of the standard pipeline (see question_encoder.py), else `encode`."""
-        model = self._load()
-        if self.backend == "onnx" and self.cache_dir is not None:
+        the model runs from an ONNX export of the standard pipeline (see question_encoder.py), else `encode`.
+
+        With an export on disk this loads only the ONNX session: a server that never rebuilds never loads
+        the sentence-transformers model (the first rebuild loads it), so start-up does not load it twice.
+        """
+        if self.requested_backend != "torch" and self.cache_dir is not None:
             folder = onnx_folder(self.cache_dir, self.fingerprint)
-            if OnnxQuestionEncoder.supports(folder) and model.max_seq_length is not None:
-                options = _onnx_options()["session_options"]
-                return OnnxQuestionEncoder(folder, int(model.max_seq_length), options).encode
+            if not (folder / _ONNX_FILE).is_file():
+                self._load()  # exports it (or, for "auto", falls back to torch when it cannot)
+            max_tokens = _max_tokens(folder)
+            if (folder / _ONNX_FILE).is_file() and OnnxQuestionEncoder.supports(folder) and max_tokens:
+                try:
+                    encoder = OnnxQuestionEncoder(folder, max_tokens, _onnx_options()["session_options"])
+                except Exception as exc:  # no onnxruntime here, or an export it cannot read
+                    if self.requested_backend == "onnx":
+                        raise ModelNotFound(f"cannot run {self.name!r} with ONNX Runtime: {exc}") from exc
+                    log.warning("ONNX Runtime cannot run %s (%s); questions use the model's encode", folder, exc)
+                else:
+                    self.backend = self.backend or "onnx"
+                    return encoder.encode
+        self._load()
         return self.encode
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -265,6 +285,19 @@ def _export_onnx(model: str, folder: Path) -> None:
                 raise  # not another process's finished export: a real failure
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _max_tokens(folder: Path) -> int | None:
+    """The longest input the model reads, as sentence-transformers truncates: max_seq_length when the folder
+    states it, else the tokenizer's model_max_length (what sentence-transformers falls back to)."""
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and 0 < value <= 8192:  # transformers writes ~1e30 for "no limit"
+            return value
+    return None
 
 
 def _remove_export_scratch(model: SentenceTransformer) -> None:

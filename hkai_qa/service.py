@@ -54,8 +54,8 @@ class QAService:
         self._retriever = Retriever(load_index(settings.index_dir, settings.model))
         self._reload_lock = threading.Lock()
         self.refused: dict[str, str] = {}  # version -> why it was refused
-        self.embedder.warm_up()
         self._encode_questions = self.embedder.question_encoder()
+        self._encode_questions(["The first call allocates; it belongs to loading."])
         self.batcher = QuestionBatcher(
             self._encode_questions, settings.max_batch, settings.batch_window_ms / 1000, settings.max_pending
         )

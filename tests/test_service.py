@@ -57,6 +57,7 @@ def test_the_server_listens_at_once_and_answers_once_loaded(
         assert ready.status_code == 200, ready.text
         assert ready.json()["answer"] and ready.json()["index_version"] == app.state.service.index.version
         assert app.state.service.embedder.backend == "onnx"
+        assert not app.state.service.embedder.loaded  # questions need only the ONNX session, loaded once
 
 
 def test_a_server_whose_index_cannot_load_says_why(tmp_path: Path, start_server: Callable[[FastAPI], str]) -> None:
