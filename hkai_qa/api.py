@@ -46,6 +46,11 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed JSON."},
     422: {"model": ErrorResponse, "description": "A field is missing or out of range."},
@@ -240,12 +245,6 @@ def _add_pages(app: FastAPI) -> None:
 class SecurityHeaders:
     """Adds the page's security headers to every response; plain ASGI, so no extra task per request."""
 
-    _HEADERS = (
-        (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-    )
-
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -256,9 +255,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self._HEADERS:
-                    headers[name.decode()] = value.decode()
+                MutableHeaders(scope=message).update(SECURITY_HEADERS)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

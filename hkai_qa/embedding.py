@@ -160,9 +160,7 @@ class Embedder:
                 try:
                     encoder = OnnxQuestionEncoder(folder, max_tokens, _onnx_options()["session_options"])
                 except Exception as exc:  # no onnxruntime here, or an export it cannot read
-                    if self.requested_backend == "onnx":
-                        raise ModelNotFound(f"cannot run {self.name!r} with ONNX Runtime: {exc}") from exc
-                    log.warning("ONNX Runtime cannot run %s (%s); questions use the model's encode", folder, exc)
+                    self._onnx_unavailable(exc, "questions use the model's encode")
                 else:
                     self.backend = self.backend or "onnx"
                     return encoder.encode
@@ -196,10 +194,14 @@ class Embedder:
             except ModelNotFound:
                 raise
             except Exception as exc:  # no onnxruntime/optimum, or an export this machine cannot make
-                if self.requested_backend == "onnx":
-                    raise ModelNotFound(f"cannot run {self.name!r} with ONNX Runtime: {exc}") from exc
-                log.warning("ONNX Runtime unavailable (%s: %s); using torch", exc.__class__.__name__, exc)
+                self._onnx_unavailable(exc, "using torch")
         return _load_model(self.name), "torch"
+
+    def _onnx_unavailable(self, exc: Exception, fallback: str) -> None:
+        """ONNX was asked for by name: a clear error. Under "auto": a warning, and the caller falls back."""
+        if self.requested_backend == "onnx":
+            raise ModelNotFound(f"cannot run {self.name!r} with ONNX Runtime: {exc}") from exc
+        log.warning("ONNX Runtime unavailable (%s: %s); %s", exc.__class__.__name__, exc, fallback)
 
     def _load_tokenizer(self) -> Tokenizer | None:
         """The model folder's fast tokenizer (tokenizer.json) without truncation, if it has one."""
