@@ -26,9 +26,12 @@ _HOLDS = {
     "date": re.compile(r"\b(1[89]|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I),
     "amount": re.compile(r"\d"),
 }
-# A neighbour joins the answer when it adds this much of the question's weight and is nearly as close.
+# A neighbour joins the answer when it adds this much of the question's weight and is nearly as close,
+# or when it ranks nearly as high itself: the evidence is then split across the two sentences
+# ("The Fund opened in 2021." | "It has HK$1 billion.") and either alone may miss what was asked.
 _PAIR_GAIN = 0.2
 _PAIR_SIMILARITY_GAP = 0.12
+_PAIR_SCORE_GAP = 0.15
 # Further citations must score within this margin of the answer: "up to top_k", never padding.
 _SUPPORT_MARGIN = 0.25
 
@@ -96,13 +99,32 @@ def _best(
     start, end, coverage = _extend(candidates[0], candidates, retriever, weights)
     total = sum(weights.values())
     unseen = sum(w for t, w in weights.items() if not retriever.seen(t)) / total if total else 0.0
+    answered = _tokens_between(retriever, candidates[0].sentence, start, end)
     features = {
         "sentence_similarity": candidates[0].similarity,
         "coverage": coverage,
         "chunk_similarity": candidates[0].chunk_similarity,
         "unseen": unseen,
+        # Near misses ("Who is the CEO of Cyberport?") match a sentence well but leave a term unanswered.
+        "missing_terms": float(sum(t not in answered for t in weights)),
+        # A clear winner over the next candidate is more often right than one of several near-equals.
+        "margin": candidates[0].score - candidates[1].score if len(candidates) > 1 else 1.0,
     }
     return candidates, (start, end), features
+
+
+def _tokens_between(retriever: Retriever, number: int, start: int, end: int) -> frozenset[str]:
+    """Tokens (with section titles) of the sentences around `number` that lie inside [start, end)."""
+    sentences = retriever.index.sentences
+    numbers = [n for n in (number - 1, number, number + 1) if 0 <= n < len(sentences)]
+    inside = [
+        n
+        for n in numbers
+        if sentences[n].document_id == sentences[number].document_id
+        and sentences[n].start >= start
+        and sentences[n].end <= end
+    ]
+    return frozenset().union(*(retriever.sentence_tokens[n] for n in inside))
 
 
 def _question_weights(question: str, retriever: Retriever) -> dict[str, float]:
@@ -161,14 +183,13 @@ def _extend(
         other = by_number.get(neighbour)
         if other is None or index.sentences[neighbour].section != sentence.section:
             continue
-        if other.similarity < best.similarity - _PAIR_SIMILARITY_GAP:
-            continue
         joined = _coverage(weights, retriever.sentence_tokens[best.sentence] | retriever.sentence_tokens[neighbour])
-        if joined - coverage >= _PAIR_GAIN:
+        completes = joined - coverage >= _PAIR_GAIN and other.similarity >= best.similarity - _PAIR_SIMILARITY_GAP
+        if completes or other.score >= best.score - _PAIR_SCORE_GAP:
             span = (min(start, index.sentences[neighbour].start), max(end, index.sentences[neighbour].end))
-            options.append((joined, *span))
+            options.append((completes, other.score, joined, *span))
     if options:
-        coverage, start, end = max(options)
+        _, _, coverage, start, end = max(options)
     return start, end, coverage
 
 

@@ -180,29 +180,34 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2) if values else 0.0
 
 
-def fit_calibration(outcomes: Sequence[Outcome], names: Sequence[str] = CALIBRATION_FEATURES) -> dict[str, Any]:
-    """Fit the confidence model on tuning outcomes and pick the threshold that gets most questions right.
+def fit_calibration(
+    outcomes: Sequence[Outcome], names: Sequence[str] = CALIBRATION_FEATURES, max_false_abstention: float = 0.05
+) -> dict[str, Any]:
+    """Fit the confidence model on tuning outcomes and choose the abstention threshold.
 
-    A label is 1 when the best candidate, answered, would be right; unanswerable questions are 0.
+    A label is 1 when the best candidate, answered, would be right; unanswerable questions are 0. The
+    threshold is the highest that keeps false abstention within `max_false_abstention`, judged on
+    out-of-fold confidences so it is not chosen on the very questions the model was fitted to.
     """
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     rows = [o for o in outcomes if o.question.split == "tune" and o.features is not None]
     features = np.array([[o.features[name] for name in names] for o in rows if o.features is not None])
     labels = np.array([o.best_correct for o in rows], dtype=int)
     model = LogisticRegression(C=10.0, max_iter=1000).fit(features, labels)
-    probabilities = model.predict_proba(features)[:, 1]
-    best_threshold, best_right = 0.5, -1
-    for threshold in np.arange(0.2, 0.81, 0.02):
-        right = sum(
-            (p >= threshold and y == 1) or (p < threshold and not o.question.answerable)
-            for p, y, o in zip(probabilities, labels, rows, strict=True)
-        )
-        if right > best_right:
-            best_threshold, best_right = float(threshold), right
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    unseen = cross_val_predict(
+        LogisticRegression(C=10.0, max_iter=1000), features, labels, cv=folds, method="predict_proba"
+    )[:, 1]
+    answerable = np.array([o.question.answerable for o in rows])
+    threshold = 0.2
+    for candidate in np.arange(0.2, 0.81, 0.01):
+        if np.mean(unseen[answerable] < candidate) <= max_false_abstention:
+            threshold = float(candidate)
     return {
         "features": list(names),
         "weights": [round(float(w), 4) for w in model.coef_[0]],
         "bias": round(float(model.intercept_[0]), 4),
-        "threshold": round(best_threshold, 2),
+        "threshold": round(threshold, 2),
     }

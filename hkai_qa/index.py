@@ -46,12 +46,19 @@ _FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "se
 
 # Abstention calibration: logistic weights over answer features, fitted on the tuning split of
 # tests/eval/questions.jsonl (see hkai_qa/evaluation.py); copied into every manifest.
-CALIBRATION_FEATURES = ("sentence_similarity", "coverage", "chunk_similarity", "unseen")
+CALIBRATION_FEATURES = (
+    "sentence_similarity",
+    "coverage",
+    "chunk_similarity",
+    "unseen",
+    "missing_terms",
+    "margin",
+)
 DEFAULT_CALIBRATION: dict[str, Any] = {
     "features": list(CALIBRATION_FEATURES),
-    "weights": [2.7248, 1.1858, -0.6725, -1.4032],
-    "bias": -1.1899,
-    "threshold": 0.4,
+    "weights": [2.1936, 5.7994, 1.907, -0.1453, 0.7126, 3.7022],
+    "bias": -6.5154,
+    "threshold": 0.43,
 }
 
 

@@ -80,30 +80,48 @@ class Retriever:
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
     def search(self, vector: np.ndarray, tokens: list[str], k: int, mode: str = "hybrid") -> list[Hit]:
-        """The best `k` chunks for a question vector and its lexical tokens."""
+        """The best `k` chunks for a question vector and its lexical tokens.
+
+        The dense side ranks a chunk by its own similarity plus that of its closest sentence, so one
+        sentence that matches the question well is not drowned by the rest of its chunk; BM25 ranks
+        chunks with their titles; the two rankings are fused by reciprocal rank.
+        """
         depth = min(max(k * 4, 50), len(self.index.chunks))
         if depth == 0:
             return []
         similarities, ids = self.index.chunk_vectors.search(vector.reshape(1, -1), depth)
         dense = {int(i): float(s) for i, s in zip(ids[0], similarities[0], strict=True) if i >= 0}
-        rankings: list[list[int]] = []
-        if mode in ("hybrid", "dense"):
-            rankings.append(list(dense))
+        lexical: list[int] = []
         if mode in ("hybrid", "bm25") and tokens:
             scores = self._bm25.get_scores(tokens)
             top = np.argsort(-scores, kind="stable")[:depth]
-            rankings.append([int(i) for i in top if scores[i] > 0])
+            lexical = [int(i) for i in top if scores[i] > 0]
+        missing = [i for i in lexical if i not in dense]
+        if missing:
+            vectors = np.vstack([self.index.chunk_vectors.reconstruct(i) for i in missing])
+            dense.update(zip(missing, (vectors @ vector).tolist(), strict=True))
+        rankings: list[list[int]] = []
+        if mode in ("hybrid", "dense"):
+            evidence = self._sentence_evidence(vector, list(dense))
+            rankings.append(sorted(dense, key=lambda i: -(dense[i] + evidence[i])))
+        if lexical:
+            rankings.append(lexical)
         fused: dict[int, float] = {}
         for ranking in rankings:
             for rank, chunk_id in enumerate(ranking):
                 fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (_RRF_K + rank + 1)
         best = sorted(fused.items(), key=lambda item: -item[1])[:k]
         top_score = len(rankings) / (_RRF_K + 1)
-        missing = [i for i, _ in best if i not in dense]
-        if missing:
-            vectors = np.vstack([self.index.chunk_vectors.reconstruct(i) for i in missing])
-            dense.update(zip(missing, (vectors @ vector).tolist(), strict=True))
         return [
             Hit(chunk=self.index.chunks[i], score=score / top_score, rank=rank, similarity=dense[i])
             for rank, (i, score) in enumerate(best)
         ]
+
+    def _sentence_evidence(self, vector: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
+        """Each chunk's best sentence similarity, from the sentence vectors stored at build time."""
+        chunks = [self.index.chunks[i] for i in chunk_ids]
+        numbers = np.concatenate([np.arange(c.first_sentence, c.last_sentence + 1) for c in chunks])
+        similarities = self.index.sentence_vectors[numbers] @ vector
+        bounds = np.cumsum([0] + [c.last_sentence - c.first_sentence + 1 for c in chunks])
+        best = np.maximum.reduceat(similarities, bounds[:-1])
+        return dict(zip(chunk_ids, best.tolist(), strict=True))
