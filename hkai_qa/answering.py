@@ -26,6 +26,9 @@ _HOLDS = {
     "date": re.compile(r"\b(1[89]|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I),
     "amount": re.compile(r"\d"),
 }
+_DEFINITION = re.compile(
+    r"^\W*(?:what|who)\s+(?:is|are|was|were)\s+(?:(?:the|a|an)\s+)?(?P<subject>[^?]{1,80}?)\W*$", re.I
+)
 # A neighbour joins the answer when it adds this much of the question's weight and is nearly as close,
 # or when it ranks nearly as high itself: the evidence is then split across the two sentences
 # ("The Fund opened in 2021." | "It has HK$1 billion.") and either alone may miss what was asked.
@@ -132,9 +135,20 @@ def _question_weights(question: str, retriever: Retriever) -> dict[str, float]:
 
 
 def _expected_type(question: str) -> re.Pattern[str] | None:
-    """A loose test that a sentence holds the kind of answer the question asks for, if it asks for one."""
+    """A loose test that a sentence holds the kind of answer the question asks for, if it asks for one:
+    a date, an amount, or for "What is X?" a sentence that defines X ("X is a ...")."""
     kind = expected_answer(question)
-    return None if kind is None else _HOLDS[kind]
+    if kind is not None:
+        return _HOLDS[kind]
+    asked = _DEFINITION.match(question)
+    if asked is None:
+        return None
+    subject = r"\s+".join(re.escape(word) for word in asked.group("subject").split())
+    # "X is a ...", "X (XY) was the ...", "X refers to ...", or the appositive '"X", a ...'.
+    defines = (
+        r"(?:\s*\([^)]{1,40}\))?(?:\s+(?:is|are|was|were)\s+(?:a|an|the|one)|\s+refers\s+to|\W{0,2},\s+(?:a|an|the))\b"
+    )
+    return re.compile(rf"(?<!\w){subject}(?!\w){defines}", re.I)
 
 
 def _coverage(weights: dict[str, float], tokens: Set[str]) -> float:

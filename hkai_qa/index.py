@@ -56,9 +56,9 @@ CALIBRATION_FEATURES = (
 )
 DEFAULT_CALIBRATION: dict[str, Any] = {
     "features": list(CALIBRATION_FEATURES),
-    "weights": [2.1936, 5.7994, 1.907, -0.1453, 0.7126, 3.7022],
-    "bias": -6.5154,
-    "threshold": 0.43,
+    "weights": [2.5445, 6.1458, 1.7005, -0.2116, 0.6973, 3.0727],
+    "bias": -6.5575,
+    "threshold": 0.39,
 }
 
 
