@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import blingfire
 import pytest
 
+from hkai_qa.answering import extract_answer
 from hkai_qa.errors import InvalidRequest
 from hkai_qa.service import QAService
 
@@ -78,3 +82,67 @@ def test_search_returns_ranked_passages_that_slice_exactly(service: QAService):
     for passage in passages:
         chunk = passage.hit.chunk
         assert service.index.documents[chunk.document_id].text[chunk.start : chunk.end] == passage.text
+
+
+EVAL_QUESTIONS = [
+    json.loads(line)["question"]
+    for line in (Path(__file__).resolve().parent / "eval" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
+
+
+def test_every_answer_is_one_or_two_adjacent_sentences_sliced_exactly_with_the_highlight_inside(
+    service: QAService,
+):
+    answered = 0
+    for question in EVAL_QUESTIONS:
+        answer, _ = service.ask(question)
+        if answer.text is None:
+            continue
+        answered += 1
+        first = answer.citations[0]
+        document = service.index.documents[first.document_id]
+        assert document.text[first.start : first.end] == answer.text == first.quote
+        section = next(s for s in document.sections if s.start <= first.start and first.end <= s.end)
+        assert section.title == first.section  # two sentences never straddle a section
+        inside = [
+            s
+            for s in service.index.sentences
+            if s.document_id == first.document_id and first.start <= s.start and s.end <= first.end
+        ]
+        assert 1 <= len(inside) <= 2 and inside[0].start == first.start and inside[-1].end == first.end
+        if answer.highlight is not None:
+            start, end = answer.highlight
+            assert 0 <= start < end <= len(answer.text)
+            assert answer.text[start:end].strip() == answer.text[start:end]
+    assert answered >= len(EVAL_QUESTIONS) // 2
+
+
+def test_a_sentence_that_defines_x_answers_what_is_x(service: QAService):
+    answer, _ = service.ask("What is CARES Copilot?")
+    assert answer.text is not None and "a surgical large model" in answer.text
+    assert answer.highlight is not None
+    start, end = answer.highlight
+    assert answer.text[start:end] == "surgical large model"
+
+
+def test_a_neighbour_that_ranks_nearly_as_high_joins_the_answer(service: QAService):
+    # The fund's size and what it pays for sit in two adjacent sentences.
+    answer, _ = service.ask("What is the Smart Traffic Fund?")
+    assert answer.text is not None
+    assert "HK$1 billion" in answer.text and "up to 90% of project cost" in answer.text
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Who chairs the Hospital Authority board?", "How many employees does SenseTime have?"],
+)
+def test_near_misses_about_hong_kong_abstain_below_the_manifest_threshold(service: QAService, question: str):
+    answer, _ = service.ask(question)
+    threshold = service.index.manifest["calibration"]["threshold"]
+    assert answer.text is None and answer.confidence < threshold
+    assert answer.citations == () and answer.related
+    # The threshold is configurable: with none, the best candidate comes back with that low confidence.
+    vector, hits = service.retrieve(question)
+    forced = extract_answer(question, vector, hits, service.retriever, 3, min_confidence=0.0)
+    assert forced.text is not None and forced.confidence == answer.confidence
