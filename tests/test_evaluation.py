@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hkai_qa.building import build_index
 from hkai_qa.config import Settings
 from hkai_qa.errors import InvalidRequest
-from hkai_qa.evaluation import MODES, Question, is_correct, load_questions, report, run
+from hkai_qa.evaluation import MODES, Outcome, Question, fit_calibration, is_correct, load_questions, report, run
+from hkai_qa.index import CALIBRATION_FEATURES
 from hkai_qa.service import QAService
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -62,3 +65,38 @@ def test_bad_question_file_is_a_clear_error(tmp_path: Path):
     bad.write_text('{"id": "x"}\nnot json\n', encoding="utf-8")
     with pytest.raises(InvalidRequest, match=r"q\.jsonl:2"):
         load_questions(bad)
+
+
+def _outcome(number: int, answerable: bool, right: bool, features: dict[str, float]) -> Outcome:
+    question = Question(f"q{number}", "?", answerable, None, None, None, "direct", "tune")
+    return Outcome(question, {}, None, 0.0, False, right, features, 1.0)
+
+
+def test_calibration_threshold_keeps_false_abstention_within_the_cap():
+    rng = np.random.default_rng(7)
+    outcomes = []
+    for number in range(120):
+        answerable = number % 4 != 0
+        right = answerable and number % 31 != 0
+        centre = 0.7 if right else 0.4
+        features = {name: float(rng.normal(centre, 0.15)) for name in CALIBRATION_FEATURES}
+        outcomes.append(_outcome(number, answerable, right, features))
+    fitted = fit_calibration(outcomes)
+    assert fitted["features"] == list(CALIBRATION_FEATURES) and len(fitted["weights"]) == len(CALIBRATION_FEATURES)
+    assert 0.2 < fitted["threshold"] <= 0.8
+
+    def confidence(outcome: Outcome) -> float:
+        assert outcome.features is not None
+        z = fitted["bias"] + sum(
+            w * outcome.features[n] for n, w in zip(fitted["features"], fitted["weights"], strict=True)
+        )
+        return 1 / (1 + math.exp(-z))
+
+    answerable = [o for o in outcomes if o.question.answerable]
+    unanswerable = [o for o in outcomes if not o.question.answerable]
+    false_abstention = sum(confidence(o) < fitted["threshold"] for o in answerable) / len(answerable)
+    abstention = sum(confidence(o) < fitted["threshold"] for o in unanswerable) / len(unanswerable)
+    assert false_abstention <= 0.1  # chosen out of fold for 0.05, so in-sample stays close
+    assert abstention >= 0.5
+    # A stricter cap never raises the threshold.
+    assert fit_calibration(outcomes, max_false_abstention=0.0)["threshold"] <= fitted["threshold"]
