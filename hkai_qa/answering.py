@@ -112,8 +112,24 @@ def _best(
         "missing_terms": float(sum(t not in answered for t in weights)),
         # A clear winner over the next candidate is more often right than one of several near-equals.
         "margin": candidates[0].score - candidates[1].score if len(candidates) > 1 else 1.0,
+        "missing_names": float(
+            sum(t not in answered | _title_tokens(retriever, candidates[0]) for t in _names(question))
+        ),
     }
     return candidates, (start, end), features
+
+
+_NAME = re.compile(r"(?<=\S\s)[A-Z][\w$&@.-]*|\b[a-z]+[A-Z][\w$&@.-]*|\b[A-Z]{2,}[\w$&@.-]*")
+
+
+def _names(question: str) -> set[str]:
+    """Tokens of the proper names and acronyms a question asks about ("Sha Tin", "CEO", "InnoHK")."""
+    return {t for m in _NAME.finditer(question) for t in lexical_tokens(m.group())}
+
+
+def _title_tokens(retriever: Retriever, candidate: _Candidate) -> frozenset[str]:
+    document = retriever.index.documents[retriever.index.sentences[candidate.sentence].document_id]
+    return frozenset(lexical_tokens(document.title))
 
 
 def _tokens_between(retriever: Retriever, number: int, start: int, end: int) -> frozenset[str]:

@@ -53,12 +53,13 @@ CALIBRATION_FEATURES = (
     "unseen",
     "missing_terms",
     "margin",
+    "missing_names",
 )
 DEFAULT_CALIBRATION: dict[str, Any] = {
     "features": list(CALIBRATION_FEATURES),
-    "weights": [2.5445, 6.1458, 1.7005, -0.2116, 0.6973, 3.0727],
-    "bias": -6.5575,
-    "threshold": 0.39,
+    "weights": [2.1434, 5.9945, 1.177, 0.2333, 0.6184, 2.9403, -1.394],
+    "bias": -5.7308,
+    "threshold": 0.42,
 }
 
 
