@@ -35,6 +35,7 @@ _DEFINITION = re.compile(
 _PAIR_GAIN = 0.2
 _PAIR_SIMILARITY_GAP = 0.12
 _PAIR_SCORE_GAP = 0.15
+_TWO_QUESTIONS = re.compile(r"\w.*\band\s+(?:what|who|whom|whose|which|when|where|why|how)\b", re.I)
 # Further citations must score within this margin of the answer: "up to top_k", never padding.
 _SUPPORT_MARGIN = 0.25
 
@@ -99,7 +100,8 @@ def _best(
     candidates = _candidates(vector, hits, retriever, weights, _expected_type(question))
     if not candidates:
         return None
-    start, end, coverage = _extend(candidates[0], candidates, retriever, weights)
+    compound = _TWO_QUESTIONS.search(question) is not None
+    start, end, coverage = _extend(candidates[0], candidates, retriever, weights, compound)
     total = sum(weights.values())
     unseen = sum(w for t, w in weights.items() if not retriever.seen(t)) / total if total else 0.0
     answered = _tokens_between(retriever, candidates[0].sentence, start, end)
@@ -201,9 +203,12 @@ def _candidates(
 
 
 def _extend(
-    best: _Candidate, candidates: list[_Candidate], retriever: Retriever, weights: dict[str, float]
+    best: _Candidate, candidates: list[_Candidate], retriever: Retriever, weights: dict[str, float], compound: bool
 ) -> tuple[int, int, float]:
-    """Join the previous or next sentence when it completes the answer; returns (start, end, coverage)."""
+    """Join the previous or next sentence when it completes the answer; returns (start, end, coverage).
+
+    A question that asks two things ("When did X open, and what does it do?") takes the better
+    neighbour whenever one is a candidate: one sentence rarely answers both."""
     index = retriever.index
     sentence = index.sentences[best.sentence]
     start, end, coverage = sentence.start, sentence.end, best.coverage
@@ -211,11 +216,14 @@ def _extend(
     options = []
     for neighbour in (best.sentence - 1, best.sentence + 1):
         other = by_number.get(neighbour)
-        if other is None or index.sentences[neighbour].section != sentence.section:
+        if other is None or (index.sentences[neighbour].document_id, index.sentences[neighbour].section) != (
+            sentence.document_id,
+            sentence.section,
+        ):
             continue
         joined = _coverage(weights, retriever.sentence_tokens[best.sentence] | retriever.sentence_tokens[neighbour])
         completes = joined - coverage >= _PAIR_GAIN and other.similarity >= best.similarity - _PAIR_SIMILARITY_GAP
-        if completes or other.score >= best.score - _PAIR_SCORE_GAP:
+        if completes or compound or other.score >= best.score - _PAIR_SCORE_GAP:
             span = (min(start, index.sentences[neighbour].start), max(end, index.sentences[neighbour].end))
             options.append((completes, other.score, joined, *span))
     if options:

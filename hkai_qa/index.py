@@ -57,9 +57,9 @@ CALIBRATION_FEATURES = (
 )
 DEFAULT_CALIBRATION: dict[str, Any] = {
     "features": list(CALIBRATION_FEATURES),
-    "weights": [2.1434, 5.9945, 1.177, 0.2333, 0.6184, 2.9403, -1.394],
-    "bias": -5.7308,
-    "threshold": 0.42,
+    "weights": [2.8418, 5.9604, 1.1773, 0.2691, 0.6029, 3.3127, -1.404],
+    "bias": -6.0499,
+    "threshold": 0.48,
 }
 
 
