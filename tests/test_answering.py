@@ -8,7 +8,7 @@ from pathlib import Path
 import blingfire
 import pytest
 
-from hkai_qa.answering import extract_answer
+from hkai_qa.answering import answer_features, extract_answer
 from hkai_qa.errors import InvalidRequest
 from hkai_qa.service import QAService
 
@@ -146,3 +146,22 @@ def test_near_misses_about_hong_kong_abstain_below_the_manifest_threshold(servic
     vector, hits = service.retrieve(question)
     forced = extract_answer(question, vector, hits, service.retriever, 3, min_confidence=0.0)
     assert forced.text is not None and forced.confidence == answer.confidence
+
+
+def test_a_question_that_asks_two_things_gets_both_sentences(service: QAService):
+    answer, _ = service.ask("When was the Smart Traffic Fund announced, and how much of a project can it fund?")
+    assert answer.text is not None
+    assert "2019 Policy Address" in answer.text and "up to 90% of project cost" in answer.text
+
+
+def test_a_place_the_documents_never_mention_is_not_answered(service: QAService):
+    named = "How many smart lampposts are there in Kwun Tong?"
+    unnamed = "How many smart lampposts are there in Tuen Mun?"
+    answer, _ = service.ask(named)
+    assert answer.text is not None and "Kwun Tong" in answer.text
+    refused, _ = service.ask(unnamed)
+    assert refused.text is None and refused.related
+    for question, missing in ((named, 0.0), (unnamed, 2.0)):
+        vector, hits = service.retrieve(question)
+        features = answer_features(question, vector, hits, service.retriever)
+        assert features is not None and features["missing_names"] == missing
