@@ -20,8 +20,9 @@ from hkai_qa.types import Answer, Citation, Hit
 # terms the sentence (with its section title) contains, and the rank of the chunk it came from.
 _COVERAGE_WEIGHT = 0.35
 _RANK_WEIGHT = 0.1
-# "When ...?" wants a date and "How many ...?" a number: sentences that have one rank a little higher.
-_TYPE_WEIGHT = 0.05
+# "When ...?" wants a date, "How many ...?" a number and "What is X?" a sentence that defines X: a sentence
+# that holds the kind of answer asked for gains as much as coming from the top chunk.
+_TYPE_WEIGHT = 0.1
 _HOLDS = {
     "date": re.compile(r"\b(1[89]|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I),
     "amount": re.compile(r"\d"),

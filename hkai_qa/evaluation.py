@@ -17,10 +17,9 @@ import numpy as np
 from hkai_qa.answering import answer_features, extract_answer
 from hkai_qa.errors import InvalidRequest
 from hkai_qa.index import CALIBRATION_FEATURES
-from hkai_qa.retrieval import lexical_tokens
+from hkai_qa.retrieval import MODES, lexical_tokens
 from hkai_qa.service import QAService
 
-MODES = ("hybrid", "dense", "bm25")
 _BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
 
 

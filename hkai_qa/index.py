@@ -57,9 +57,9 @@ CALIBRATION_FEATURES = (
 )
 DEFAULT_CALIBRATION: dict[str, Any] = {
     "features": list(CALIBRATION_FEATURES),
-    "weights": [2.8418, 5.9604, 1.1773, 0.2691, 0.6029, 3.3127, -1.404],
-    "bias": -6.0499,
-    "threshold": 0.48,
+    "weights": [3.06, 5.9282, 0.8101, 0.2971, 0.609, 3.3097, -1.4303],
+    "bias": -5.9833,
+    "threshold": 0.47,
 }
 
 
@@ -98,7 +98,9 @@ def document_fingerprint(document: Document) -> str:
 
 def embedding_text(document: Document, section: Section, text: str) -> str:
     """What the model sees for a chunk: titles count as evidence for the text under them."""
-    heading = " > ".join(p for p in (document.title, *section.path) if p)
+    # A Markdown section's path already starts with the document's own title: count it once.
+    path = section.path[1:] if section.path[:1] == (document.title,) else section.path
+    heading = " > ".join(p for p in (document.title, *path) if p)
     return f"{heading}. {text}"
 
 

@@ -25,6 +25,7 @@ STOPWORDS = frozenset(ENGLISH_STOP_WORDS - _KEEP) | {"s", "does", "did", "tell"}
 # Identifiers keep their inner punctuation: "HK$3", "2.0", "AI-powered", "R&D"; parts are indexed too.
 _TOKEN = re.compile(r"[^\W_]+(?:[.$&/+-][^\W_]+)*")
 _RRF_K = 60
+MODES = ("hybrid", "dense", "bm25")
 _stemmer = Stemmer.Stemmer("english")
 
 
@@ -86,6 +87,8 @@ class Retriever:
         sentence that matches the question well is not drowned by the rest of its chunk; BM25 ranks
         chunks with their titles; the two rankings are fused by reciprocal rank.
         """
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
         depth = min(max(k * 4, 50), len(self.index.chunks))
         if depth == 0:
             return []
@@ -119,6 +122,8 @@ class Retriever:
 
     def _sentence_evidence(self, vector: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
         """Each chunk's best sentence similarity, from the sentence vectors stored at build time."""
+        if not chunk_ids:
+            return {}
         chunks = [self.index.chunks[i] for i in chunk_ids]
         numbers = np.concatenate([np.arange(c.first_sentence, c.last_sentence + 1) for c in chunks])
         similarities = self.index.sentence_vectors[numbers] @ vector

@@ -298,3 +298,17 @@ def test_bm25_without_tokens_returns_nothing(service: QAService):
     assert lexical_tokens("What is the?") == []
     assert retriever.search(vector, [], 5, mode="bm25") == []
     assert retriever.search(vector, [], 5, mode="hybrid") == retriever.search(vector, [], 5, mode="dense")
+
+
+def test_an_unknown_mode_is_an_error_not_an_empty_result(service: QAService):
+    vector, _ = service.retrieve("When was ASTRI founded?")
+    with pytest.raises(ValueError, match="unknown retrieval mode 'Hybrid'"):
+        service.retriever.search(vector, ["astri"], 3, mode="Hybrid")
+
+
+def test_a_markdown_title_is_counted_once_in_what_the_model_and_bm25_see(service: QAService):
+    index = service.index
+    document = next(d for d in index.documents.values() if d.sections and d.sections[-1].path[:1] == (d.title,))
+    section = document.sections[-1]
+    heading = embedding_text(document, section, "").split(". ")[0]
+    assert heading.count(document.title) == 1 and heading.endswith(section.title)
