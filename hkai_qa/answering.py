@@ -13,7 +13,7 @@ import numpy as np
 from hkai_qa.citations import cite
 from hkai_qa.highlighting import expected_answer, find_highlight
 from hkai_qa.index import Index
-from hkai_qa.retrieval import Retriever, lexical_tokens
+from hkai_qa.retrieval import Retriever, question_tokens, word_tokens
 from hkai_qa.types import Answer, Citation, Hit
 
 # Weights of the sentence ranking: similarity to the question, share of the question's weighted
@@ -127,12 +127,12 @@ _NAME = re.compile(r"(?<=\S\s)[A-Z][\w$&@.-]*|\b[a-z]+[A-Z][\w$&@.-]*|\b[A-Z]{2,
 
 def _names(question: str) -> set[str]:
     """Tokens of the proper names and acronyms a question asks about ("Sha Tin", "CEO", "InnoHK")."""
-    return {t for m in _NAME.finditer(question) for t in lexical_tokens(m.group())}
+    return {t for m in _NAME.finditer(question) for t in word_tokens(m.group())}
 
 
 def _title_tokens(retriever: Retriever, candidate: _Candidate) -> frozenset[str]:
     document = retriever.index.documents[retriever.index.sentences[candidate.sentence].document_id]
-    return frozenset(lexical_tokens(document.title))
+    return word_tokens(document.title)
 
 
 def _tokens_between(retriever: Retriever, number: int, start: int, end: int) -> frozenset[str]:
@@ -150,7 +150,7 @@ def _tokens_between(retriever: Retriever, number: int, start: int, end: int) -> 
 
 
 def _question_weights(question: str, retriever: Retriever) -> dict[str, float]:
-    return {token: retriever.idf(token) for token in set(lexical_tokens(question))}
+    return {token: retriever.idf(token) for token in question_tokens(question)}
 
 
 def _expected_type(question: str) -> re.Pattern[str] | None:

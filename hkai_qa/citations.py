@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from hkai_qa.index import Index
@@ -10,10 +11,13 @@ from hkai_qa.types import Citation
 
 def document_url(document_id: str, anchor: str, start: int | None = None, end: int | None = None) -> str:
     """The chat page's link that opens a document at a section, with the span marked."""
-    query: dict[str, str | int] = {"doc": document_id, "section": anchor}
-    if start is not None and end is not None:
-        query.update(start=start, end=end)
-    return "/?" + urlencode(query) + f"#{anchor}"
+    span = f"&start={start}&end={end}" if start is not None and end is not None else ""
+    return f"/?{_section_query(document_id, anchor)}{span}#{anchor}"
+
+
+@lru_cache(maxsize=4096)
+def _section_query(document_id: str, anchor: str) -> str:
+    return urlencode({"doc": document_id, "section": anchor})
 
 
 def cite(index: Index, document_id: str, section: int, start: int, end: int, score: float) -> Citation:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from hkai_qa.retrieval import STOPWORDS, lexical_tokens
+from hkai_qa.retrieval import STOPWORDS, question_tokens, word_tokens
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE = re.compile(
@@ -35,9 +35,9 @@ def find_highlight(question: str, answer: str) -> tuple[int, int] | None:
     typed = _typed_match(question, answer)
     if typed is not None:
         return typed
-    asked = set(lexical_tokens(question))
+    asked = question_tokens(question)
     words = list(_WORD.finditer(answer))
-    in_question = [bool(set(lexical_tokens(w.group())) & asked) for w in words]
+    in_question = [not word_tokens(w.group()).isdisjoint(asked) for w in words]
     best: tuple[int, int] | None = None
     best_length = 0
     for i in range(len(words)):

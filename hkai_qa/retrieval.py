@@ -46,6 +46,18 @@ def lexical_tokens(text: str) -> list[str]:
     return tokens
 
 
+@lru_cache(maxsize=4096)
+def question_tokens(question: str) -> frozenset[str]:
+    """The distinct lexical tokens of a question, cached: every stage of one answer asks for them."""
+    return frozenset(lexical_tokens(question))
+
+
+@lru_cache(maxsize=4096)
+def word_tokens(word: str) -> frozenset[str]:
+    """The lexical tokens of one word or short phrase, cached for the per-word passes of answering."""
+    return frozenset(lexical_tokens(word))
+
+
 class Retriever:
     """Hybrid search over one loaded index; BM25 statistics are built once per index."""
 
@@ -57,6 +69,8 @@ class Retriever:
         ]
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus, show_progress=False)
+        self._first_sentences = np.array([c.first_sentence for c in index.chunks], dtype=np.int64)
+        self._sentence_counts = np.array([c.last_sentence - c.first_sentence + 1 for c in index.chunks], dtype=np.int64)
         frequency: Counter[str] = Counter()
         for tokens in corpus:
             frequency.update(set(tokens))
@@ -93,40 +107,55 @@ class Retriever:
         if depth == 0:
             return []
         similarities, ids = self.index.chunk_vectors.search(vector.reshape(1, -1), depth)
-        dense = {int(i): float(s) for i, s in zip(ids[0], similarities[0], strict=True) if i >= 0}
-        lexical: list[int] = []
+        found = ids[0] >= 0
+        pool, pool_similarity = ids[0][found].astype(np.int64), similarities[0][found]
+        lexical = np.empty(0, dtype=np.int64)
         if mode in ("hybrid", "bm25") and tokens:
             scores = self._bm25.get_scores(tokens)
             top = np.argsort(-scores, kind="stable")[:depth]
-            lexical = [int(i) for i in top if scores[i] > 0]
-        missing = [i for i in lexical if i not in dense]
-        if missing:
-            vectors = np.vstack([self.index.chunk_vectors.reconstruct(i) for i in missing])
-            dense.update(zip(missing, (vectors @ vector).tolist(), strict=True))
-        rankings: list[list[int]] = []
+            lexical = top[scores[top] > 0].astype(np.int64)
+        in_pool = set(pool.tolist())
+        missing = np.array([i for i in lexical.tolist() if i not in in_pool], dtype=np.int64)
+        if missing.size:  # found by BM25 alone: their similarity still counts on the dense side
+            vectors = self.index.chunk_vectors.reconstruct_batch(missing)
+            pool = np.concatenate([pool, missing])
+            pool_similarity = np.concatenate([pool_similarity, vectors @ vector])
+        # Reciprocal rank fusion over positions in `pool`; ties keep the first ranking's order.
+        fused = np.zeros(len(pool))
+        first = np.zeros(len(pool))
+        rankings = 0
         if mode in ("hybrid", "dense"):
-            evidence = self._sentence_evidence(vector, list(dense))
-            rankings.append(sorted(dense, key=lambda i: -(dense[i] + evidence[i])))
-        if lexical:
-            rankings.append(lexical)
-        fused: dict[int, float] = {}
-        for ranking in rankings:
-            for rank, chunk_id in enumerate(ranking):
-                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (_RRF_K + rank + 1)
-        best = sorted(fused.items(), key=lambda item: -item[1])[:k]
-        top_score = len(rankings) / (_RRF_K + 1)
+            order = np.argsort(-(pool_similarity + self._sentence_evidence(vector, pool)), kind="stable")
+            fused[order] += 1.0 / (_RRF_K + np.arange(len(order)) + 1)
+            first[order] = np.arange(len(order))
+            rankings += 1
+        if lexical.size:
+            sorter = np.argsort(pool)
+            positions = sorter[np.searchsorted(pool, lexical, sorter=sorter)]
+            fused[positions] += 1.0 / (_RRF_K + np.arange(len(positions)) + 1)
+            if rankings == 0:
+                first[:] = len(pool)
+                first[positions] = np.arange(len(positions))
+            rankings += 1
+        ranked = [int(p) for p in np.lexsort((first, -fused))[:k] if fused[p] > 0]
+        top_score = rankings / (_RRF_K + 1)
         return [
-            Hit(chunk=self.index.chunks[i], score=score / top_score, rank=rank, similarity=dense[i])
-            for rank, (i, score) in enumerate(best)
+            Hit(
+                chunk=self.index.chunks[int(pool[p])],
+                score=float(fused[p]) / top_score,
+                rank=rank,
+                similarity=float(pool_similarity[p]),
+            )
+            for rank, p in enumerate(ranked)
         ]
 
-    def _sentence_evidence(self, vector: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
+    def _sentence_evidence(self, vector: np.ndarray, chunk_ids: np.ndarray) -> np.ndarray:
         """Each chunk's best sentence similarity, from the sentence vectors stored at build time."""
-        if not chunk_ids:
-            return {}
-        chunks = [self.index.chunks[i] for i in chunk_ids]
-        numbers = np.concatenate([np.arange(c.first_sentence, c.last_sentence + 1) for c in chunks])
+        if not len(chunk_ids):
+            return np.empty(0, dtype=np.float32)
+        counts = self._sentence_counts[chunk_ids]
+        starts = np.cumsum(counts) - counts
+        # Every sentence number of every chunk, in chunk order: first_sentence + 0, 1, ... per chunk.
+        numbers = np.repeat(self._first_sentences[chunk_ids] - starts, counts) + np.arange(int(counts.sum()))
         similarities = self.index.sentence_vectors[numbers] @ vector
-        bounds = np.cumsum([0] + [c.last_sentence - c.first_sentence + 1 for c in chunks])
-        best = np.maximum.reduceat(similarities, bounds[:-1])
-        return dict(zip(chunk_ids, best.tolist(), strict=True))
+        return np.maximum.reduceat(similarities, starts)
