@@ -24,6 +24,11 @@ _WHEN = re.compile(r"^\W*(when|what (year|date|month|day))\b|\b(since|until) whe
 _HOW_MUCH = re.compile(
     r"\bhow (many|much|large|big|long|old|fast|far)\b|\bwhat (percentage|share|proportion|amount)\b", re.I
 )
+_MONEY_WORDS = re.compile(
+    r"\b(?:fund\w*|cost\w*|fees?|price\w*|budget\w*|money|spen[dt]\w*|invest\w*|donat\w*|subsid\w*|grants?|paid|pay\w*)\b",
+    re.I,
+)
+_CURRENCY = re.compile(r"(?:HK\$|US\$|RMB|\$)")
 _WORD = re.compile(r"[^\W_]+(?:[’'.$&/-][^\W_]+)*")
 _DETERMINERS = frozenset({"the", "a", "an", "its", "their", "his", "her", "this", "these", "those"})
 _CONNECTORS = frozenset({"and", "of", "for", "&", "de"})
@@ -86,11 +91,17 @@ def expected_answer(question: str) -> Literal["date", "amount"] | None:
 
 
 def _typed_match(question: str, answer: str) -> tuple[int, int] | None:
+    """The date or amount that answers: the first one, unless a later one names what was asked for
+    ("12 unicorns" for "How many unicorns ...?") or is money when the question asks about money."""
     kind = expected_answer(question)
     if kind is None:
         return None
     pattern = _DATE if kind == "date" else _AMOUNT
     asked = question.lower()
+    asked_tokens = question_tokens(question)
+    wants_money = kind == "amount" and _MONEY_WORDS.search(question) is not None
+    best: tuple[int, int] | None = None
+    best_score = -1
     for match in pattern.finditer(answer):
         start, end = match.span()
         last = answer[start:end].rsplit(" ", 1)
@@ -99,8 +110,12 @@ def _typed_match(question: str, answer: str) -> tuple[int, int] | None:
         text = answer[start:end]
         if text.lower() in asked or (pattern is _AMOUNT and re.fullmatch(r"(19|20)\d\d(-\d\d)?", text)):
             continue  # words of the question, or a bare year, are not the amount asked for
-        return start, end
-    return None
+        score = int(not word_tokens(text).isdisjoint(asked_tokens)) + int(
+            wants_money and _CURRENCY.match(text) is not None
+        )
+        if score > best_score:
+            best, best_score = (start, end), score
+    return best
 
 
 def _breaks(text: str, left: re.Match[str], right: re.Match[str]) -> bool:

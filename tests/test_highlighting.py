@@ -24,6 +24,16 @@ from hkai_qa.highlighting import find_highlight
         ),
         ("How much computing power does it have?", "It has a computing power of 1,300 petaflops.", "1,300 petaflops"),
         (
+            "How many unicorns has HKSTP supported?",
+            "HKSTP hosts 31 research centres and has supported 12 unicorns so far.",
+            "12 unicorns",
+        ),
+        (
+            "How much funding did the pilot get?",
+            "The pilot uses 11 sets of cameras and secured HK$6.8 million from the Bureau.",
+            "HK$6.8 million",
+        ),
+        (
             "What is Cap. 486?",
             "Cap. 486 is the Personal Data (Privacy) Ordinance, enacted in 1995.",
             "Personal Data (Privacy) Ordinance",
