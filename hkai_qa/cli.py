@@ -252,6 +252,8 @@ def _format_report(result: dict[str, Any]) -> str:
         lines.append(f"  latency p50 {m['latency_ms']['p50']:.1f} ms   p95 {m['latency_ms']['p95']:.1f} ms")
         lines.append("  confidence  answers  right")
         lines.extend(f"  {row['confidence']}  {row['answers']:>7}  {row['right']:.2f}" for row in m["reliability"])
+        lines.append("  kind of question    right")
+        lines.extend(f"  {kind:<16} {k['right']:.2f} of {k['questions']}" for kind, k in m["by_kind"].items())
     if "fitted_calibration" in result:
         lines.append("\nfitted calibration (tune split): " + json.dumps(result["fitted_calibration"]))
     return "\n".join(lines)

@@ -151,6 +151,18 @@ def _metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         "longest_answer_sentences": max((sentence_count(o.answer) for o in outcomes if o.answer), default=0),
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
         "reliability": _reliability(outcomes),
+        "by_kind": _by_kind(outcomes),
+    }
+
+
+def _by_kind(outcomes: Sequence[Outcome]) -> dict[str, dict[str, Any]]:
+    """Share right per kind of question (answered with the gold phrase, or abstained when unanswerable)."""
+    kinds: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        kinds.setdefault(outcome.question.kind, []).append(outcome)
+    return {
+        kind: {"questions": len(group), "right": _share(o.correct for o in group)}
+        for kind, group in sorted(kinds.items())
     }
 
 

@@ -46,6 +46,11 @@ def test_report_has_every_metric_per_split(tiny_service: QAService):
         "0.8-1.0",
     ]
     assert sum(row["answers"] for row in everything["reliability"]) == 3
+    assert everything["by_kind"] == {
+        "direct": {"questions": 2, "right": 1.0},
+        "number_date": {"questions": 1, "right": 1.0},
+        "offtopic": {"questions": 2, "right": 1.0},
+    }
     assert result["heldout"]["questions"] == 2
     json.dumps(result)  # the --json output must serialise
 
