@@ -27,6 +27,7 @@ _HOLDS = {
     "date": re.compile(r"\b(1[89]|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I),
     "amount": re.compile(r"\d"),
 }
+# "What is X?" / "Who are X?": X is the subject a defining sentence names.
 _DEFINITION = re.compile(
     r"^\W*(?:what|who)\s+(?:is|are|was|were)\s+(?:(?:the|a|an)\s+)?(?P<subject>[^?]{1,80}?)\W*$", re.I
 )
@@ -106,6 +107,7 @@ def _best(
     total = sum(weights.values())
     unseen = sum(w for t, w in weights.items() if not retriever.seen(t)) / total if total else 0.0
     answered = _tokens_between(retriever, candidates[0].sentence, start, end)
+    titled = answered | _title_tokens(retriever, candidates[0])
     features = {
         "sentence_similarity": candidates[0].similarity,
         "coverage": coverage,
@@ -115,9 +117,8 @@ def _best(
         "missing_terms": float(sum(t not in answered for t in weights)),
         # A clear winner over the next candidate is more often right than one of several near-equals.
         "margin": candidates[0].score - candidates[1].score if len(candidates) > 1 else 1.0,
-        "missing_names": float(
-            sum(t not in answered | _title_tokens(retriever, candidates[0]) for t in _names(question))
-        ),
+        # A name the question asks about ("Sha Tin") that the answer and its titles never mention.
+        "missing_names": float(sum(t not in titled for t in _names(question))),
     }
     return candidates, (start, end), features
 

@@ -208,13 +208,13 @@ def fit_calibration(
     labels = np.array([o.best_correct for o in rows], dtype=int)
     model = LogisticRegression(C=10.0, max_iter=1000).fit(features, labels)
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
-    unseen = cross_val_predict(
+    out_of_fold = cross_val_predict(
         LogisticRegression(C=10.0, max_iter=1000), features, labels, cv=folds, method="predict_proba"
     )[:, 1]
     answerable = np.array([o.question.answerable for o in rows])
     threshold = 0.2
     for candidate in np.arange(0.2, 0.81, 0.01):
-        if np.mean(unseen[answerable] < candidate) <= max_false_abstention:
+        if np.mean(out_of_fold[answerable] < candidate) <= max_false_abstention:
             threshold = float(candidate)
     return {
         "features": list(names),
