@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 
@@ -12,13 +13,27 @@ from hkai_qa.types import Chunk, Document, Sentence
 # A line that starts one of these begins a new block even without a blank line before it.
 _BLOCK_START = re.compile(r"^[ \t]*(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+|>[ \t]*|sources?:)", re.I)
 _LIST_MARKER = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)]|>)[ \t]*")
-_NOT_AN_ANSWER = re.compile(r"^\W*(?:sources?|references?|see also)\s*:", re.I)
+_NOT_AN_ANSWER = re.compile(
+    r"^\W*(?:sources?|references?|see also|資料來源|资料来源|來源|来源|參考資料|参考资料|另見|另见)\s*[:：]", re.I
+)
 _MIN_WORDS = 4
 # blingfire sometimes ends a sentence after a title ("... banks. Dr." | "Chan agreed.") or a reference
 # abbreviation ("see Cap." | "486 of the laws"). Titles always precede a name; references precede a number.
 _TITLE_END = re.compile(r"(?:^|\s|\()(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep)\.$")
 _REFERENCE_END = re.compile(r"(?:^|\s|\()(?:No|Nos|Cap|Fig|Art|Sec|Vol|Ord|pp?)\.$")
 _REFERENCE_NEXT = re.compile(r"\s*[\d(]")
+# Han ideographs, including the supplementary planes where Cantonese characters such as 𨋢 live.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_CJK = f"{_HAN}\u3000-\u303f\uff01-\uff60"  # with CJK and full-width punctuation
+_CJK_TEXT = re.compile(f"[{_CJK}]")
+# A Chinese sentence ends at 。！？ and keeps any run of them ("？！") and the closing quotes or brackets after them.
+_CJK_END = re.compile(r"(?:[。！？][」』”’）〕】》〉)]*)+")
+# blingfire reads a line break as a space, but Chinese text is not wrapped, so a break next to it ends a sentence.
+_CJK_LINE_BREAK = re.compile(f"(?<=[{_CJK}])[ \t]*\n|\n(?=[ \t]*[{_CJK}])")
+_HAN_CHARACTER = re.compile(f"[{_HAN}]")
+_WORD = re.compile(f"[^\\W{_HAN}]+")  # \w+ without Han, which has no spaces and is counted by character
+# Chinese words average about one and a half characters, so six characters weigh as much as four English words.
+_CHARACTERS_PER_WORD = 1.5
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -101,7 +116,18 @@ def _sentence_spans(block: str) -> list[tuple[int, int]]:
             spans[-1] = (spans[-1][0], b)
         else:
             spans.append((a, b))
-    return spans
+    return _split_chinese(block, spans) if _CJK_TEXT.search(block) else spans
+
+
+def _split_chinese(block: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Cut again at Chinese sentence ends and line breaks; blingfire cuts "「好！」" before its closing quote."""
+    ends = list(_CJK_END.finditer(block))
+    inside = {i for end in ends for i in range(end.start() + 1, end.end())}
+    cuts = {b for _, b in spans} - inside
+    cuts |= {end.end() for end in ends} | {brk.start() for brk in _CJK_LINE_BREAK.finditer(block)}
+    # Consecutive cuts cover the whole block, so only whitespace (stripped by the caller) falls between sentences.
+    bounds = [0, *sorted(cut for cut in cuts if 0 < cut < len(block)), len(block)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if block[a:b].strip()]
 
 
 def _blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -133,4 +159,5 @@ def _is_citable(sentence: str) -> bool:
     """Source lines and fragments (such as a text cut off mid-sentence) are never answers."""
     if _NOT_AN_ANSWER.match(sentence):
         return False
-    return len(re.findall(r"\w+", sentence)) >= _MIN_WORDS
+    words = len(_WORD.findall(sentence)) + len(_HAN_CHARACTER.findall(sentence)) / _CHARACTERS_PER_WORD
+    return words >= _MIN_WORDS

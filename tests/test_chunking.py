@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,134 @@ def test_chunks_stay_inside_sections_respect_the_budget_and_overlap(embedder):
     for left, right in itertools.pairwise(first_section):
         assert right.first_sentence == left.last_sentence  # one sentence shared between neighbours
     assert chunks[-1].section == 1 and text[chunks[-1].start : chunks[-1].end] == "A short closing section."
+
+
+def _without_spaces(quotes: Iterable[str]) -> str:
+    """The characters of the quotes in order: only whitespace may fall between sentences."""
+    return "".join("".join(quotes).split())
+
+
+def _quotes(text: str, source: str = "t.txt") -> list[tuple[str, bool]]:
+    document = parse_document("t", text, source)
+    sentences = split_sentences(document)
+    assert _without_spaces(text[s.start : s.end] for s in sentences) == _without_spaces([text])
+    return [(text[s.start : s.end], s.citable) for s in sentences]
+
+
+def test_traditional_chinese_ends_sentences_at_full_width_marks_and_closing_quotes():
+    text = (
+        "香港科學園於2001年成立，位於沙田白石角。園區內有超過一千家科技公司！"
+        "政府說：「創新科技是經濟的新引擎。」數碼港則專注金融科技？"
+    )
+    assert _quotes(text) == [
+        ("香港科學園於2001年成立，位於沙田白石角。", True),
+        ("園區內有超過一千家科技公司！", True),
+        ("政府說：「創新科技是經濟的新引擎。」", True),
+        ("數碼港則專注金融科技？", True),
+    ]
+
+
+def test_simplified_chinese_keeps_a_closing_quote_with_its_question():
+    text = "香港科技园于2001年成立，位于沙田白石角。他问：“人工智能能否改变金融业？”答案是肯定的！数码港专注金融科技。"
+    assert _quotes(text) == [
+        ("香港科技园于2001年成立，位于沙田白石角。", True),
+        ("他问：“人工智能能否改变金融业？”", True),
+        ("答案是肯定的！", True),
+        ("数码港专注金融科技。", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ASTRI 於2000年成立。它位於科學園。", [("ASTRI 於2000年成立。", True), ("它位於科學園。", True)]),
+        (
+            "香港生產力促進局（HKPC）推出AI計劃。The scheme started in 2023. 申請人數超過五百。Dr. 陳大文說計劃成功。",
+            [
+                ("香港生產力促進局（HKPC）推出AI計劃。", True),
+                ("The scheme started in 2023.", True),
+                ("申請人數超過五百。", True),
+                ("Dr. 陳大文說計劃成功。", True),
+            ],
+        ),
+    ],
+)
+def test_chinese_mixed_with_english(text: str, expected: list[tuple[str, bool]]):
+    assert _quotes(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("他大叫：「成功了！」大家都鼓掌。", ["他大叫：「成功了！」", "大家都鼓掌。"]),
+        ("報告指出：『這是真的嗎？』』記者問。", ["報告指出：『這是真的嗎？』』", "記者問。"]),
+        ("（詳情見附件！）下一段開始。", ["（詳情見附件！）", "下一段開始。"]),
+        ("真的嗎？！是的。。。", ["真的嗎？！", "是的。。。"]),
+    ],
+)
+def test_chinese_closing_quotes_and_runs_of_marks_stay_with_their_sentence(text: str, expected: list[str]):
+    assert [quote for quote, _ in _quotes(text)] == expected
+
+
+def test_a_line_break_inside_chinese_text_ends_a_sentence():
+    text = "香港的人工智能發展迅速\n數碼港支持本地初創企業  \n科學園提供研發設施。\nThe parks work together."
+    assert _quotes(text) == [
+        ("香港的人工智能發展迅速", True),
+        ("數碼港支持本地初創企業", True),
+        ("科學園提供研發設施。", True),
+        ("The parks work together.", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "citable"),
+    [
+        ("它位於科學園。", True),  # six characters: a short but whole sentence
+        ("數碼港成立。", False),  # five characters
+        ("是的。", False),
+        ("香港AI公司。", False),
+        ("香港有800家AI公司。", True),
+        ("Source: 香港政府統計處的人工智能報告", False),
+        ("資料來源：香港政府統計處的人工智能報告", False),  # a Chinese source line, full-width colon
+        ("来源: 香港政府统计处的人工智能报告", False),
+    ],
+)
+def test_chinese_sentences_are_citable_by_characters_and_fragments_are_not(sentence: str, citable: bool):
+    assert _quotes(sentence) == [(sentence, citable)]
+
+
+def test_english_is_split_as_before_even_beside_chinese():
+    text = (
+        "The Hong Kong Science Park (香港科學園) opened in\n2001. It hosts over 1,000 companies.\n\n"
+        "Cyberport was\nfounded in 2004! Why? Growth, e.g. in fintech. As the city"
+    )
+    document = parse_document("t", text, "t.txt")
+    quotes = [(text[s.start : s.end], s.citable) for s in split_sentences(document)]
+    assert quotes == [
+        ("The Hong Kong Science Park (香港科學園) opened in\n2001.", True),
+        ("It hosts over 1,000 companies.", True),
+        ("Cyberport was\nfounded in 2004!", True),
+        ("Why?", False),
+        ("Growth, e.g. in fintech.", True),
+        ("As the city", False),
+    ]
+
+
+def test_chinese_file_sentences_slice_exactly_and_lose_only_whitespace():
+    folder = ROOT / "tests" / "fixtures" / "zh"
+    document = read_document(folder / "hong-kong-ai.md", folder)
+    sentences = split_sentences(document)
+    for index, section in enumerate(document.sections):
+        body = document.text[section.start : section.end]
+        quotes = [document.text[s.start : s.end] for s in sentences if s.section == index]
+        assert all(quote == quote.strip() and quote for quote in quotes)
+        assert _without_spaces(quotes) == _without_spaces([body])
+    traditional = [document.text[s.start : s.end] for s in sentences if s.section == 0]
+    assert traditional[2:] == [
+        "政府說：「創新科技是經濟的新引擎。」",
+        "數碼港則專注金融科技？",
+        "創科局的重點",
+        "研發資助計劃",
+        "人才入境計劃。",
+    ]
+    assert all(s.citable for s in sentences)
