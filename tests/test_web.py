@@ -5,6 +5,7 @@ states go to $HKAI_QA_SCREENSHOTS (`make screenshots` sets it to docs/ for the R
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, CDPSession, Locator, Page, Request, Route, expect, sync_playwright
 
 pytestmark = pytest.mark.browser
 
@@ -33,6 +34,17 @@ OFF_TOPIC = "Who won the 2018 World Cup?"
 LAMPPOST_PHRASE = "AI-powered sensors"  # the tightest answering phrase, highlighted
 SCRIPT_PAYLOAD = "<script>window.__pwned = 1</script>"
 IMG_PAYLOAD = '<img src=x onerror="window.__pwned = 2">'
+LAMPPOSTS_ZH = "智慧燈柱"  # "smart lampposts", as an input method composes it
+# Cantonese with markup in it, a character outside the BMP (𨋢, "lift") and a line break: all shown as typed.
+CANTONESE_MARKUP = '智慧燈柱裝咗乜嘢？<b>粗體</b> & <img src=x onerror="window.__pwned = 3">\n搭𨋢上去睇'
+CJK_FONTS = (
+    "PingFang HK",
+    "PingFang TC",
+    "Microsoft JhengHei",
+    "Noto Sans CJK TC",
+    "Noto Sans TC",
+    "Source Han Sans TC",
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +93,19 @@ def ask(page: Page, question: str) -> Locator:
     exchange = page.locator(".exchange").nth(before)
     exchange.locator(".answer, .no-answer, [role=alert]").first.wait_for()
     return exchange
+
+
+def asked_text(exchange: Locator) -> str:
+    """The question as its bubble shows it: the bubble's own text, without the screen-reader prefix."""
+    bubble = exchange.locator(".bubble-user")
+    # Text only: the one element inside is the visually hidden "You asked: ".
+    expect(bubble.locator("*")).to_have_count(1)
+    expect(bubble.locator(":scope > span.visually-hidden")).to_have_text("You asked: ")
+    return str(
+        bubble.evaluate(
+            "el => [...el.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.data).join('')"
+        )
+    )
 
 
 def screenshot(page: Page, name: str) -> None:
@@ -275,6 +300,139 @@ def test_composer_keys(page: Page, server_url: str) -> None:
     box.press("Enter")
     page.wait_for_timeout(200)
     expect(page.locator(".exchange")).to_have_count(0)
+
+
+# Records each Enter keydown once the page's own handler on the box has run (this listener is on the document),
+# with what the handler did: whether it took the key (defaultPrevented) and whether a question went out.
+RECORD_ENTERS = """() => {
+    const box = document.getElementById("question");
+    window.__enters = [];
+    window.__composition = [];
+    for (const type of ["compositionstart", "compositionend"]) {
+        box.addEventListener(type, () => window.__composition.push(type));
+    }
+    document.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter") return;
+        window.__enters.push({
+            composing: event.isComposing,
+            keyCode: event.keyCode,
+            taken: event.defaultPrevented,
+            exchanges: document.querySelectorAll(".exchange").length,
+            value: box.value,
+        });
+    });
+}"""
+
+
+def ime_enter(cdp: CDPSession, key_code: int) -> None:
+    """Enter as an input method passes it on: a raw key-down with no text (the IME uses the key, the page gets
+    no character). Key code 229 ("Process") is how browsers report IME keys; with 13, the key's own code,
+    isComposing is the only sign left that the key belongs to the composition."""
+    for kind, code in (("rawKeyDown", key_code), ("keyUp", 13)):
+        cdp.send(
+            "Input.dispatchKeyEvent",
+            {
+                "type": kind,
+                "key": "Enter",
+                "code": "Enter",
+                "windowsVirtualKeyCode": code,
+                "nativeVirtualKeyCode": code,
+            },
+        )
+
+
+def test_enter_during_real_ime_composition_does_not_send(page: Page, server_url: str) -> None:
+    asks: list[Request] = []
+    page.on("request", lambda request: asks.append(request) if request.url.endswith("/ask") else None)
+    page.goto(server_url)
+    page.evaluate(RECORD_ENTERS)
+    box = page.locator("#question")
+    box.focus()
+    cdp = page.context.new_cdp_session(page)
+
+    # A real composition through the browser's IME path: compositionstart/update, the text underlined in the box.
+    cdp.send("Input.imeSetComposition", {"text": LAMPPOSTS_ZH, "selectionStart": 4, "selectionEnd": 4})
+    page.wait_for_function("window.__composition.includes('compositionstart')")
+    assert box.input_value() == LAMPPOSTS_ZH
+    # Enter to pick the candidate, while the composition is still open: the page must leave it to the IME.
+    for key_code in (229, 13):
+        ime_enter(cdp, key_code)
+    page.wait_for_function("window.__enters.length === 2")
+    untouched = {"taken": False, "exchanges": 0, "value": LAMPPOSTS_ZH}
+    assert page.evaluate("window.__enters") == [
+        {"composing": True, "keyCode": 229, **untouched},
+        {"composing": True, "keyCode": 13, **untouched},
+    ]
+
+    # The IME commits the text (compositionend). Safari then still delivers the confirming Enter, as key code 229
+    # with isComposing already false: that one must not send either.
+    cdp.send("Input.insertText", {"text": LAMPPOSTS_ZH})
+    page.wait_for_function("window.__composition.includes('compositionend')")
+    ime_enter(cdp, 229)
+    page.wait_for_function("window.__enters.length === 3")
+    assert page.evaluate("window.__enters[2]") == {"composing": False, "keyCode": 229, **untouched}
+    expect(page.locator(".exchange")).to_have_count(0)
+    assert box.input_value() == LAMPPOSTS_ZH
+
+    # A plain Enter after the composition sends the question, once, exactly as composed.
+    with page.expect_request(lambda request: request.url.endswith("/ask")) as sent:
+        page.keyboard.press("Enter")
+    assert json.loads(sent.value.post_data or "{}")["question"] == LAMPPOSTS_ZH
+    assert page.evaluate("window.__enters[3]") == {
+        "composing": False,
+        "keyCode": 13,
+        "taken": True,
+        "exchanges": 1,
+        "value": "",
+    }
+    exchange = page.locator(".exchange")
+    expect(exchange).to_have_count(1)
+    exchange.locator(".answer, .no-answer, [role=alert]").first.wait_for()
+    assert asked_text(exchange) == LAMPPOSTS_ZH
+    assert [request.url for request in asks] == [f"{server_url}/ask"]  # none from the Enters during composition
+
+
+def test_chinese_question_shows_as_typed(page: Page, server_url: str) -> None:
+    page.goto(server_url)
+    box = page.locator("#question")
+    first_line, second_line = CANTONESE_MARKUP.split("\n")
+    box.press_sequentially(first_line)
+    box.press("Shift+Enter")
+    box.press_sequentially(second_line)
+    assert box.input_value() == CANTONESE_MARKUP
+    with page.expect_request(lambda request: request.url.endswith("/ask")) as sent:
+        box.press("Enter")
+    assert json.loads(sent.value.post_data or "{}")["question"] == CANTONESE_MARKUP
+    exchange = page.locator(".exchange")
+    exchange.locator(".answer, .no-answer, [role=alert]").first.wait_for()
+
+    assert asked_text(exchange) == CANTONESE_MARKUP  # text, not markup: no <b>, no <img>
+    bubble = exchange.locator(".bubble-user")
+    expect(bubble).to_have_css("white-space", "pre-wrap")  # the line break shows as one
+    assert page.locator("#transcript b, #transcript img").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    page.reload()  # and the same from the saved conversation
+    expect(page.locator(".exchange")).to_have_count(1)
+    assert asked_text(page.locator(".exchange")) == CANTONESE_MARKUP
+
+
+def font_families(locator: Locator) -> list[str]:
+    css = str(locator.evaluate("el => getComputedStyle(el).fontFamily"))
+    return [name.strip().strip("\"'") for name in css.split(",")]
+
+
+def test_composer_and_messages_have_chinese_fonts(page: Page, server_url: str) -> None:
+    page.goto(server_url)
+    exchange = ask(page, LAMPPOSTS_ZH)
+    reply = exchange.locator(".bubble-bot").first
+    for name, locator in (
+        ("composer", page.locator("#question")),
+        ("question", exchange.locator(".bubble-user")),
+        ("reply", reply),
+    ):
+        families = font_families(locator)
+        assert [font for font in CJK_FONTS if font not in families] == [], (name, families)
+        assert families[-1] == "sans-serif", (name, families)  # the generic fallback, last
 
 
 def test_narrow_viewport(browser: Browser, server_url: str) -> None:
