@@ -13,6 +13,7 @@ import numpy as np
 from hkai_qa.citations import cite
 from hkai_qa.highlighting import expected_answer, find_highlight
 from hkai_qa.index import Index
+from hkai_qa.languages import MULTILINGUAL
 from hkai_qa.retrieval import Retriever, question_tokens, word_tokens
 from hkai_qa.types import Answer, Citation, Hit
 
@@ -38,6 +39,11 @@ _PAIR_GAIN = 0.2
 _PAIR_SIMILARITY_GAP = 0.12
 _PAIR_SCORE_GAP = 0.15
 _TWO_QUESTIONS = re.compile(r"\w.*\band\s+(?:what|who|whom|whose|which|when|where|why|how)\b", re.I)
+# The multilingual model's similarities are compressed (most sentences of a topic score 0.80-0.90), so
+# they are stretched to weigh against coverage and rank as the English model's do: the spread (standard
+# deviation) of candidate similarities per tuning question is 0.132 for all-MiniLM-L6-v2 on the English
+# questions and 0.022 for multilingual-e5-small on the Chinese ones, a ratio of 6.1.
+_MULTILINGUAL_STRETCH = 6.1
 # Further citations must score within this margin of the answer: "up to top_k", never padding.
 _SUPPORT_MARGIN = 0.25
 
@@ -62,7 +68,7 @@ def extract_answer(
 ) -> Answer:
     """Pick the best-supported span from the hits, or abstain when confidence is too low."""
     index = retriever.index
-    calibration = index.manifest["calibration"]
+    calibration = calibration_for(index, retriever.space_for(question))
     threshold = calibration["threshold"] if min_confidence is None else min_confidence
     best = _best(question, vector, hits, retriever)
     if best is None:
@@ -86,6 +92,14 @@ def extract_answer(
     )
 
 
+def calibration_for(index: Index, space: str) -> dict[str, Any]:
+    """The confidence model of a vector space, from the index manifest."""
+    calibration: dict[str, Any] = (
+        index.manifest["multilingual"]["calibration"] if space == MULTILINGUAL else index.manifest["calibration"]
+    )
+    return calibration
+
+
 def answer_features(
     question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
 ) -> dict[str, float] | None:
@@ -99,7 +113,10 @@ def _best(
 ) -> tuple[list[_Candidate], tuple[int, int], dict[str, float]] | None:
     """Ranked candidates, the answer span, and the confidence features of that span."""
     weights = _question_weights(question, retriever)
-    candidates = _candidates(vector, hits, retriever, weights, _expected_type(question))
+    space = retriever.space_for(question)
+    stretch = _MULTILINGUAL_STRETCH if space == MULTILINGUAL else 1.0
+    sentence_vectors = retriever.vectors(space).sentence_vectors
+    candidates = _candidates(vector, sentence_vectors, stretch, hits, retriever, weights, _expected_type(question))
     if not candidates:
         return None
     compound = _TWO_QUESTIONS.search(question) is not None
@@ -178,6 +195,8 @@ def _coverage(weights: dict[str, float], tokens: Set[str]) -> float:
 
 def _candidates(
     vector: np.ndarray,
+    sentence_vectors: np.ndarray,
+    stretch: float,
     hits: Sequence[Hit],
     retriever: Retriever,
     weights: dict[str, float],
@@ -192,12 +211,12 @@ def _candidates(
     if not seen:
         return []
     numbers = list(seen)
-    similarities = index.sentence_vectors[numbers] @ vector
+    similarities = sentence_vectors[numbers] @ vector
     candidates = []
     for number, similarity in zip(numbers, similarities.tolist(), strict=True):
         hit = seen[number]
         coverage = _coverage(weights, retriever.sentence_tokens[number])
-        score = similarity + _COVERAGE_WEIGHT * coverage + _RANK_WEIGHT / (1 + hit.rank)
+        score = stretch * similarity + _COVERAGE_WEIGHT * coverage + _RANK_WEIGHT / (1 + hit.rank)
         if expected is not None and expected.search(index.sentence_text(index.sentences[number])):
             score += _TYPE_WEIGHT
         candidates.append(_Candidate(number, similarity, coverage, hit.rank, hit.similarity, score))

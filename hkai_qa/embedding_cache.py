@@ -14,14 +14,28 @@ import re
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from hkai_qa.embedding import Embedder
 from hkai_qa.files import write_atomically
 
 CACHE_DIR = "cache"
 log = logging.getLogger("hkai_qa.embedding_cache")
+
+
+class TextEncoder(Protocol):
+    """What the cache needs of a model: the English Embedder and the MultilingualEmbedder both are one."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def encode(
+        self, texts: Sequence[str], batch_size: int = ..., progress: Callable[[int], None] | None = ...
+    ) -> np.ndarray: ...
 
 
 def text_key(text: str) -> str:
@@ -37,7 +51,7 @@ class EmbeddingCache:
         self.used: set[str] = set()
 
     @classmethod
-    def open(cls, index_dir: Path, embedder: Embedder) -> EmbeddingCache:
+    def open(cls, index_dir: Path, embedder: TextEncoder) -> EmbeddingCache:
         """The cache for this exact model (name and files) in `index_dir`; empty when there is none or it
         is unreadable."""
         identity = hashlib.sha256(f"{embedder.name}\0{embedder.fingerprint}".encode()).hexdigest()[:16]
@@ -61,7 +75,7 @@ class EmbeddingCache:
     def embed(
         self,
         texts: Sequence[str],
-        embedder: Embedder,
+        embedder: TextEncoder,
         progress: Callable[[int], None] | None = None,
         batch_size: int = 64,
     ) -> tuple[np.ndarray, int]:

@@ -35,6 +35,7 @@ class Question:
     gold: str | None
     kind: str
     split: str
+    language: str = "en"  # "zh" for the Chinese questions, reported apart
 
 
 def load_questions(path: Path) -> list[Question]:
@@ -45,7 +46,8 @@ def load_questions(path: Path) -> list[Question]:
             continue
         try:
             data = json.loads(line)
-            questions.append(Question(**{name: data.get(name) for name in Question.__dataclass_fields__}))
+            fields = {name: data.get(name) for name in Question.__dataclass_fields__ if name != "language"}
+            questions.append(Question(**fields, language=data.get("language") or "en"))
         except (ValueError, TypeError) as exc:
             raise InvalidRequest(f"{path}:{number}: not a question record ({exc})") from exc
     return questions
@@ -112,7 +114,8 @@ def _section_rank(
     if not question.answerable:
         return None
     sections: list[tuple[str, str]] = []
-    for hit in service.retriever.search(vector, tokens, 20, mode=mode):
+    space = service.retriever.space_for(question.question)
+    for hit in service.retriever.search(vector, tokens, 20, mode=mode, space=space):
         key = (hit.chunk.document_id, service.index.section_of(hit.chunk).title)
         if key not in sections:
             sections.append(key)
@@ -121,11 +124,16 @@ def _section_rank(
 
 
 def report(outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """Metrics per split (tune, heldout, all)."""
-    splits = {"tune": [o for o in outcomes if o.question.split == "tune"]}
-    splits["heldout"] = [o for o in outcomes if o.question.split == "heldout"]
-    splits["all"] = list(outcomes)
-    return {name: _metrics(group) for name, group in splits.items() if group}
+    """Metrics per split (tune, heldout, all) of the English questions, then of each other language
+    apart ("zh-tune", "zh-heldout", "zh-all"), so a language's results never mix into another's."""
+    groups: dict[str, list[Outcome]] = {}
+    for language in dict.fromkeys(o.question.language for o in outcomes):
+        prefix = "" if language == "en" else f"{language}-"
+        mine = [o for o in outcomes if o.question.language == language]
+        for split in ("tune", "heldout"):
+            groups[f"{prefix}{split}"] = [o for o in mine if o.question.split == split]
+        groups[f"{prefix}all"] = mine
+    return {name: _metrics(group) for name, group in groups.items() if group}
 
 
 def _metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -192,18 +200,24 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def fit_calibration(
-    outcomes: Sequence[Outcome], names: Sequence[str] = CALIBRATION_FEATURES, max_false_abstention: float = 0.05
+    outcomes: Sequence[Outcome],
+    names: Sequence[str] = CALIBRATION_FEATURES,
+    max_false_abstention: float = 0.05,
+    language: str = "en",
 ) -> dict[str, Any]:
     """Fit the confidence model on tuning outcomes and choose the abstention threshold.
 
     A label is 1 when the best candidate, answered, would be right; unanswerable questions are 0. The
     threshold is the highest that keeps false abstention within `max_false_abstention`, judged on
-    out-of-fold confidences so it is not chosen on the very questions the model was fitted to.
+    out-of-fold confidences so it is not chosen on the very questions the model was fitted to. Only the
+    questions of `language` count: each vector space has its own model.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    rows = [o for o in outcomes if o.question.split == "tune" and o.features is not None]
+    rows = [
+        o for o in outcomes if o.question.split == "tune" and o.question.language == language and o.features is not None
+    ]
     features = np.array([[o.features[name] for name in names] for o in rows if o.features is not None])
     labels = np.array([o.best_correct for o in rows], dtype=int)
     model = LogisticRegression(C=10.0, max_iter=1000).fit(features, labels)

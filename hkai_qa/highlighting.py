@@ -20,9 +20,16 @@ _AMOUNT = re.compile(
     r"(?<![\w.$-])(?:HK\$|US\$|RMB\s?|\$)?\d[\d,]*(?:\.\d+)?(?:-\d+)?\+?(?:-[a-z]+)?"
     r"(?:\s?(?:%|per\s?cent))?(?:\s(?:billion|million|thousand|hundred))?(?:\s(?!of\b|in\b|to\b|for\b)[a-z][a-z-]+)?"
 )
-_WHEN = re.compile(r"^\W*(when|what (year|date|month|day))\b|\b(since|until) when\b", re.I)
+# Chinese and Cantonese ask the same ("幾時", "哪一年"; "多少", "幾多") anywhere in the question.
+_WHEN = re.compile(
+    r"^\W*(when|what (year|date|month|day))\b|\b(since|until) when\b"
+    r"|幾時|几时|何時|何时|[哪邊边]一?年|[什甚]麼時候|什么时候|[哪邊边]一?[天日]|幾月|几月",
+    re.I,
+)
 _HOW_MUCH = re.compile(
-    r"\bhow (many|much|large|big|long|old|fast|far)\b|\bwhat (percentage|share|proportion|amount)\b", re.I
+    r"\bhow (many|much|large|big|long|old|fast|far)\b|\bwhat (percentage|share|proportion|amount)\b"
+    r"|多少|[幾几]多|[幾几][個个位間间家所項项]|多[大長长久]|[幾几]耐|[幾几]成|百分之[幾几]",
+    re.I,
 )
 _MONEY_WORDS = re.compile(
     r"\b(?:fund\w*|cost\w*|fees?|price\w*|budget\w*|money|spen[dt]\w*|invest\w*|donat\w*|subsid\w*|grants?|paid|pay\w*)\b",

@@ -43,6 +43,8 @@ from hkai_qa.versions import (
 
 FORMAT_VERSION = 1
 _FILES = ("documents.json", "sentences.json", "chunks.json", "chunks.faiss", "sentences.npy")
+# Written when the build has the multilingual model: the same chunks and sentences in its vector space.
+_MULTILINGUAL_FILES = ("chunks.multilingual.faiss", "sentences.multilingual.npy")
 
 # Abstention calibration: logistic weights over answer features, fitted on the tuning split of
 # tests/eval/questions.jsonl (see hkai_qa/evaluation.py); copied into every manifest.
@@ -61,6 +63,24 @@ DEFAULT_CALIBRATION: dict[str, Any] = {
     "bias": -5.9833,
     "threshold": 0.47,
 }
+# The same kind of model for questions answered through the multilingual space, fitted on the tuning
+# split of the Chinese questions: its similarities are compressed (on- and off-topic both score high), so
+# the English weights do not carry over.
+MULTILINGUAL_CALIBRATION_FEATURES = ("sentence_similarity", "chunk_similarity", "margin", "coverage")
+DEFAULT_MULTILINGUAL_CALIBRATION: dict[str, Any] = {
+    "features": list(MULTILINGUAL_CALIBRATION_FEATURES),
+    "weights": [1.6827, 1.6451, 2.2845, 1.9088],
+    "bias": -2.8604,
+    "threshold": 0.5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSpace:
+    """One model's vectors of the chunks (searched through FAISS) and of every sentence (row per sentence)."""
+
+    chunk_vectors: faiss.Index
+    sentence_vectors: np.ndarray
 
 
 @dataclass(slots=True)
@@ -74,6 +94,7 @@ class Index:
     chunks: list[Chunk]
     chunk_vectors: faiss.Index
     sentence_vectors: np.ndarray
+    multilingual: VectorSpace | None = None  # None when built without the multilingual model
 
     @property
     def version(self) -> str:
@@ -116,10 +137,12 @@ def write_version(
     pipeline: str = "",
     model_fingerprint: str = "",
     exact_limit: int = EXACT_LIMIT,
+    multilingual: tuple[np.ndarray, np.ndarray, dict[str, str]] | None = None,
 ) -> str:
     """Write a new version folder (manifest last), make it current, prune old ones; returns its name.
 
     The chunk vectors are searched exactly below `exact_limit` of them, through IVF from there (vector_index.py).
+    `multilingual`: the chunk and sentence vectors of the multilingual model, and its name and fingerprint.
     Call with the build lock held. Until the final rename the files live in a `.staging-*` folder that
     no reader looks at, so a crash at any point leaves the current version untouched.
     """
@@ -148,6 +171,18 @@ def write_version(
         spec = choose_vector_index(len(chunk_vectors), exact_limit)
         faiss.write_index(build_vector_index(chunk_vectors, spec), str(staging / "chunks.faiss"))
         np.save(staging / "sentences.npy", sentence_vectors, allow_pickle=False)
+        files = list(_FILES)
+        extra: dict[str, Any] = {}
+        if multilingual is not None:
+            chunk_space, sentence_space, identity = multilingual
+            faiss.write_index(build_vector_index(chunk_space, spec), str(staging / "chunks.multilingual.faiss"))
+            np.save(staging / "sentences.multilingual.npy", sentence_space, allow_pickle=False)
+            files += _MULTILINGUAL_FILES
+            extra["multilingual"] = {
+                **identity,
+                "dimension": int(sentence_space.shape[1]),
+                "calibration": DEFAULT_MULTILINGUAL_CALIBRATION,
+            }
         _failpoint("HKAI_QA_FAILPOINT_BEFORE_MANIFEST")
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -160,7 +195,8 @@ def write_version(
             "documents": {d.id: document_fingerprint(d) for d in documents},
             "calibration": DEFAULT_CALIBRATION,
             "vector_index": spec.as_manifest(),
-            "files": {name: _sha256(staging / name) for name in _FILES},
+            **extra,
+            "files": {name: _sha256(staging / name) for name in files},
         }
         _write_json(staging / "manifest.json", manifest)  # written last: its presence marks a whole version
         _fsync_tree(staging)
@@ -200,6 +236,12 @@ def load_version(index_dir: Path, version: str, model: str) -> Index:
         chunks = [Chunk(i, *row) for i, row in enumerate(_read_json(path / "chunks.json"))]
         chunk_vectors = faiss.read_index(str(path / "chunks.faiss"))
         sentence_vectors = np.load(path / "sentences.npy", allow_pickle=False)
+        multilingual = None
+        if "multilingual" in manifest:
+            multilingual = VectorSpace(
+                faiss.read_index(str(path / "chunks.multilingual.faiss")),
+                np.load(path / "sentences.multilingual.npy", allow_pickle=False),
+            )
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise IndexInvalid(f"index version {version} cannot be read ({exc.__class__.__name__}: {exc})") from exc
     documents = {d.id: d for d in docs}
@@ -208,11 +250,19 @@ def load_version(index_dir: Path, version: str, model: str) -> Index:
         raise IndexInvalid(f"index version {version}: vector counts do not match the chunk and sentence counts")
     if chunk_vectors.d != dimension or sentence_vectors.shape[1] != dimension:
         raise IndexInvalid(f"index version {version}: vector dimension does not match the manifest ({dimension})")
+    if multilingual is not None:
+        space = multilingual
+        width = manifest["multilingual"]["dimension"]
+        if space.chunk_vectors.ntotal != len(chunks) or space.sentence_vectors.shape != (len(sentences), width):
+            raise IndexInvalid(f"index version {version}: the multilingual vectors do not match the chunks")
     try:
-        prepare_for_search(chunk_vectors, VectorIndexSpec.from_manifest(manifest.get("vector_index")))
+        spec = VectorIndexSpec.from_manifest(manifest.get("vector_index"))
+        prepare_for_search(chunk_vectors, spec)
+        if multilingual is not None:
+            prepare_for_search(multilingual.chunk_vectors, spec)
     except ValueError as exc:
         raise IndexInvalid(f"index version {version}: {exc}") from exc
-    return Index(path, manifest, documents, sentences, chunks, chunk_vectors, sentence_vectors)
+    return Index(path, manifest, documents, sentences, chunks, chunk_vectors, sentence_vectors, multilingual)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -316,19 +366,30 @@ def _check_manifest(path: Path, manifest: dict[str, Any], model: str) -> None:
         file = path / name
         if not file.is_file() or _sha256(file) != expected:
             raise IndexInvalid(f"index version {version}: {name} is missing or does not match its checksum")
-    if set(manifest.get("files", {})) != set(_FILES):
+    expected = set(_FILES) | (set(_MULTILINGUAL_FILES) if "multilingual" in manifest else set())
+    if set(manifest.get("files", {})) != expected:
         raise IndexInvalid(f"index version {version}: the manifest does not list the expected files")
-    calibration = manifest["calibration"]
+    calibrations = [manifest["calibration"]]
+    if "multilingual" in manifest:
+        calibrations.append(manifest["multilingual"]["calibration"])
+        if not isinstance(manifest["multilingual"]["dimension"], int):
+            raise IndexInvalid(f"index version {version}: the manifest is malformed")
     if (
-        not set(calibration["features"]) <= set(CALIBRATION_FEATURES)
-        or len(calibration["features"]) != len(calibration["weights"])
-        or not 0 <= float(calibration["threshold"]) <= 1
+        not all(_calibration_valid(calibration) for calibration in calibrations)
         or not isinstance(manifest["model"]["dimension"], int)
         or not isinstance(manifest["counts"], dict)
         or not isinstance(manifest["built_at"], str)
     ):
         raise IndexInvalid(f"index version {version}: the manifest is malformed")
     VectorIndexSpec.from_manifest(manifest.get("vector_index"))  # absent in older versions: flat
+
+
+def _calibration_valid(calibration: dict[str, Any]) -> bool:
+    return (
+        set(calibration["features"]) <= set(CALIBRATION_FEATURES)
+        and len(calibration["features"]) == len(calibration["weights"])
+        and 0 <= float(calibration["threshold"]) <= 1
+    )
 
 
 def _failpoint(name: str) -> None:

@@ -110,6 +110,7 @@ class RebuildJobs:
                 force=job.force,
                 progress=progress,
                 batch_size=16,  # shorter holds on the model, so questions keep flowing during a build
+                multilingual=self.service.multilingual,
             )
             self.service.reload()
             job.summary = summary.as_json()

