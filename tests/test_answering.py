@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import blingfire
+import numpy as np
 import pytest
 
 from hkai_qa.answering import answer_features, extract_answer
@@ -165,3 +167,66 @@ def test_a_place_the_documents_never_mention_is_not_answered(service: QAService)
         vector, hits = service.retrieve(question)
         features = answer_features(question, vector, hits, service.retriever)
         assert features is not None and features["missing_names"] == missing
+
+
+# A Chinese (or mixed) question and its English twin: the same sentence, cited from the same place.
+TWINS = [
+    ("香港科技園幾時成立？", "When was the Hong Kong Science and Technology Parks Corporation formed?", "7 May 2001"),
+    ("ASTRI 係幾時成立㗎？", "When was ASTRI founded?", "2000"),
+]
+
+
+@pytest.mark.parametrize(("chinese", "english", "phrase"), TWINS)
+def test_a_chinese_question_gets_the_answer_and_citation_of_its_english_twin(
+    service: QAService, chinese: str, english: str, phrase: str
+):
+    asked, _ = service.ask(chinese)
+    twin, _ = service.ask(english)
+    assert asked.text is not None and asked.text == twin.text and phrase in asked.text
+    first, other = asked.citations[0], twin.citations[0]
+    assert (first.document_id, first.section, first.start, first.end) == (
+        other.document_id,
+        other.section,
+        other.start,
+        other.end,
+    )
+    assert asked.highlight is not None
+    assert asked.text[asked.highlight[0] : asked.highlight[1]] == phrase  # "幾時" asks for a date
+
+
+@pytest.mark.parametrize("question", ["2018年世界盃冠軍是誰？", "點樣煮叉燒飯？", "今日天气怎么样？"])
+def test_off_topic_chinese_questions_get_no_answer_but_related_sections(service: QAService, question: str):
+    answer, _ = service.ask(question)
+    assert answer.text is None and answer.citations == ()
+    assert answer.related
+
+
+def test_a_chinese_question_is_judged_by_the_multilingual_calibration(service: QAService):
+    from hkai_qa.answering import calibration_for
+    from hkai_qa.languages import ENGLISH, MULTILINGUAL
+
+    index = service.index
+    assert index.multilingual is not None
+    assert calibration_for(index, MULTILINGUAL) == index.manifest["multilingual"]["calibration"]
+    assert calibration_for(index, ENGLISH) == index.manifest["calibration"]
+    question = "香港科技園幾時成立？"
+    vector, hits = service.retrieve(question)
+    features = answer_features(question, vector, hits, service.retriever)
+    assert features is not None
+    calibration = index.manifest["multilingual"]["calibration"]
+    z = calibration["bias"] + sum(
+        w * features[name] for name, w in zip(calibration["features"], calibration["weights"], strict=True)
+    )
+    answer = extract_answer(question, vector, hits, service.retriever, 3)
+    assert answer.confidence == round(1 / (1 + math.exp(-z)), 4)
+
+
+def test_a_chinese_question_searches_the_multilingual_vectors(service: QAService):
+    question = "香港科技園幾時成立？"
+    vector, hits = service.retrieve(question)
+    space = service.index.multilingual
+    assert space is not None and vector.shape == (space.sentence_vectors.shape[1],)
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+    for hit in hits:  # each hit's similarity is measured in the multilingual space, not the English one
+        stored = space.chunk_vectors.reconstruct(hit.chunk.id)
+        assert hit.similarity == pytest.approx(float(stored @ vector), abs=1e-5)

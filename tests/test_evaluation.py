@@ -105,3 +105,46 @@ def test_calibration_threshold_keeps_false_abstention_within_the_cap():
     assert abstention >= 0.5
     # A stricter cap never raises the threshold.
     assert fit_calibration(outcomes, max_false_abstention=0.0)["threshold"] <= fitted["threshold"]
+
+
+def test_chinese_questions_are_reported_apart_from_the_english_ones():
+    def outcome(number: int, language: str, split: str, correct: bool) -> Outcome:
+        question = Question(f"q{number}", "?", True, "d", "s", "x", "direct", split, language)
+        return Outcome(question, dict.fromkeys(MODES, 0), "x" if correct else None, 0.9, correct, correct, None, 1.0)
+
+    outcomes = [outcome(1, "en", "tune", True), outcome(2, "en", "heldout", True)]
+    outcomes += [outcome(3, "zh", "tune", False), outcome(4, "zh", "heldout", True), outcome(5, "zh", "heldout", False)]
+    result = report(outcomes)
+    assert set(result) == {"tune", "heldout", "all", "zh-tune", "zh-heldout", "zh-all"}
+    assert result["all"]["questions"] == 2 and result["all"]["answer_accuracy"] == 1.0
+    assert result["zh-all"]["questions"] == 3 and result["zh-heldout"]["answer_accuracy"] == 0.5
+    assert result["zh-tune"]["false_abstention"] == 1.0
+
+
+def test_a_calibration_is_fitted_on_its_own_language_only():
+    rng = np.random.default_rng(3)
+    outcomes = []
+    for number in range(80):
+        right = number % 3 != 0
+        features = {name: float(rng.normal(0.7 if right else 0.4, 0.1)) for name in CALIBRATION_FEATURES}
+        question = Question(f"z{number}", "?", right, None, None, None, "zh", "tune", "zh")
+        outcomes.append(Outcome(question, {}, None, 0.0, False, right, features, 1.0))
+    # English rows that would break any fit that read them: every feature is NaN.
+    for number in range(10):
+        question = Question(f"e{number}", "?", True, None, None, None, "direct", "tune")
+        nan = dict.fromkeys(CALIBRATION_FEATURES, float("nan"))
+        outcomes.append(Outcome(question, {}, None, 0.0, False, number % 2 == 0, nan, 1.0))
+    fitted = fit_calibration(outcomes, ("sentence_similarity", "margin"), max_false_abstention=0.1, language="zh")
+    assert fitted["features"] == ["sentence_similarity", "margin"] and all(w > 0 for w in fitted["weights"])
+    with pytest.raises(ValueError):
+        fit_calibration(outcomes)  # the English rows alone: NaN features
+
+
+def test_question_files_name_their_language_or_are_english(tmp_path: Path):
+    path = tmp_path / "q.jsonl"
+    rows = [
+        {"id": "a", "question": "When?", "answerable": False, "kind": "x", "split": "tune"},
+        {"id": "b", "question": "幾時？", "answerable": False, "kind": "x", "split": "tune", "language": "zh"},
+    ]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    assert [q.language for q in load_questions(path)] == ["en", "zh"]

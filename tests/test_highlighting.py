@@ -59,3 +59,26 @@ def test_offsets_count_code_points_with_emoji_and_cjk():
     answer = "香港 🤖 lampposts are equipped with AI-powered sensors on every pole."
     start, end = find_highlight("What are lampposts equipped with?", answer) or (0, 0)
     assert answer[start:end] == "AI-powered sensors"
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("ASTRI 係幾時成立㗎？", "date"),
+        ("香港科技園哪一年成立？", "date"),
+        ("数码港什么时候开幕？", "date"),
+        ("數碼港有幾多間初創公司？", "amount"),
+        ("超算中心有多少算力？", "amount"),
+        ("智慧燈柱裝有甚麼？", None),
+    ],
+)
+def test_chinese_questions_ask_for_dates_and_amounts_too(question: str, kind: str | None):
+    from hkai_qa.highlighting import expected_answer
+
+    assert expected_answer(question) == kind
+
+
+def test_a_chinese_when_question_highlights_the_date_in_the_english_answer():
+    answer = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was formed on 7 May 2001."
+    highlight = find_highlight("香港科技園幾時成立？", answer)
+    assert highlight is not None and answer[highlight[0] : highlight[1]] == "7 May 2001"
