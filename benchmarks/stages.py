@@ -102,9 +102,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
-    questions = [
-        json.loads(line)["question"] for line in args.questions.read_text(encoding="utf-8").splitlines() if line
-    ]
+    records = [json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines() if line]
+    # English only: the stages are compared with the English model's encode (Chinese questions use another).
+    questions = [r["question"] for r in records if r.get("language", "en") == "en"]
     service = QAService(Settings(index_dir=args.index))
     torch_model = Embedder(service.settings.model, "torch")
     torch_model.warm_up()
