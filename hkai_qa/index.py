@@ -253,7 +253,11 @@ def load_version(index_dir: Path, version: str, model: str) -> Index:
     if multilingual is not None:
         space = multilingual
         width = manifest["multilingual"]["dimension"]
-        if space.chunk_vectors.ntotal != len(chunks) or space.sentence_vectors.shape != (len(sentences), width):
+        if (
+            space.chunk_vectors.ntotal != len(chunks)
+            or space.chunk_vectors.d != width
+            or space.sentence_vectors.shape != (len(sentences), width)
+        ):
             raise IndexInvalid(f"index version {version}: the multilingual vectors do not match the chunks")
     try:
         spec = VectorIndexSpec.from_manifest(manifest.get("vector_index"))

@@ -10,10 +10,14 @@ ENGLISH = "english"
 MULTILINGUAL = "multilingual"
 SPACES = (ENGLISH, MULTILINGUAL)
 
-# Letters of the Latin script: ASCII, Latin-1, Latin Extended-A/B and Additional ("café", "Đà Nẵng").
-_LATIN = re.compile(r"[\u0000-\u024f\u1e00-\u1eff]")
-# Han (with its extensions and compatibility block), kana and hangul: what the Chinese path tokenises.
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]")
+# Letters of the Latin script: ASCII, Latin-1, Latin Extended-A/B, IPA and Additional ("café", "Đà Nẵng", "ə").
+_LATIN = re.compile(r"[\u0000-\u02af\u1e00-\u1eff]")
+# Han (with its extensions and compatibility block), kana (also half-width), bopomofo and hangul: the scripts
+# written without spaces between words, which BM25 reads as character pairs.
+CJK = re.compile(
+    r"[\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+    r"\U00020000-\U0003134f]"
+)
 
 
 def needs_multilingual(text: str) -> bool:

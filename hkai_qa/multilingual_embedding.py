@@ -66,13 +66,15 @@ class MultilingualEmbedder:
             batch = list(texts[start : start + batch_size])
             with self._lock:
                 rows.append(np.asarray(self._load().passage(batch), dtype=np.float32).reshape(len(batch), -1))
-            self.encoded += len(batch)
+                self.encoded += len(batch)
             if progress is not None:
                 progress(len(batch))
         return np.concatenate(rows) if rows else np.zeros((0, DIMENSION), dtype=np.float32)
 
     def encode_questions(self, questions: Sequence[str]) -> np.ndarray:
         """Unit-length float32 query vectors, one row per question."""
+        if not questions:
+            return np.zeros((0, DIMENSION), dtype=np.float32)
         with self._lock:
             vectors = self._load().query(list(questions))
         return np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1)

@@ -72,8 +72,11 @@ def word_tokens(word: str) -> frozenset[str]:
 class Retriever:
     """Hybrid search over one loaded index; BM25 statistics are built once per index."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: Index, multilingual: bool = True) -> None:
+        """`multilingual`: whether questions in other scripts may use the index's multilingual space (the
+        service turns it off with HKAI_QA_MULTILINGUAL=false, when it has no model to encode them)."""
         self.index = index
+        self.multilingual = multilingual and index.multilingual is not None
         corpus = [
             lexical_tokens(embedding_text(index.documents[c.document_id], index.section_of(c), index.chunk_text(c)))
             for c in index.chunks
@@ -99,7 +102,7 @@ class Retriever:
     def space_for(self, question: str) -> str:
         """The vector space a question is matched in: multilingual for a question not in the Latin script
         when the index has that space, English otherwise."""
-        return MULTILINGUAL if self.index.multilingual is not None and needs_multilingual(question) else ENGLISH
+        return MULTILINGUAL if self.multilingual and needs_multilingual(question) else ENGLISH
 
     def vectors(self, space: str) -> VectorSpace:
         """The chunk and sentence vectors of one space."""

@@ -53,7 +53,7 @@ class QAService:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or embedder_for(settings)
-        self._retriever = Retriever(load_index(settings.index_dir, settings.model))
+        self._retriever = Retriever(load_index(settings.index_dir, settings.model), settings.multilingual)
         self._reload_lock = threading.Lock()
         self.refused: dict[str, str] = {}  # version -> why it was refused
         self._encode_questions = self.embedder.question_encoder()
@@ -99,7 +99,9 @@ class QAService:
             if version == self.index.version:
                 return False
             try:
-                fresh = Retriever(load_version(self.settings.index_dir, version, self.settings.model))
+                fresh = Retriever(
+                    load_version(self.settings.index_dir, version, self.settings.model), self.settings.multilingual
+                )
             except IndexInvalid as exc:
                 if version not in self.refused:
                     log.error("refused index version %s, still serving %s: %s", version, self.index.version, exc)

