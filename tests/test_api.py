@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -153,3 +155,114 @@ def test_openapi_describes_every_field(client: httpx.Client):
         properties = schema["components"]["schemas"][name]["properties"]
         undescribed = [field for field, spec in properties.items() if not spec.get("description")]
         assert not undescribed, f"{name}: {undescribed}"
+
+
+# Chinese questions: encoded by the multilingual model, matched against the same English sentences, and
+# answered with the verbatim English span and its citation.
+HKSTP_EN = "When was the Hong Kong Science and Technology Parks Corporation formed?"
+HKSTP_ZH = "香港科技園幾時成立？"  # Cantonese, Traditional characters
+HKSTP_ZH_SIMPLIFIED = "香港科技园什么时候成立？"  # Mandarin, Simplified characters
+HKSTP_SENTENCE = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was formed on 7 May 2001."
+ASTRI_EN = "When was ASTRI founded?"
+ASTRI_MIXED = "ASTRI 係幾時成立㗎？"  # an English name in a Cantonese question
+OFF_TOPIC_ZH = "2018年世界盃冠軍是誰？"  # "Who won the 2018 World Cup?"
+
+
+def _ask(client: httpx.Client, question: str) -> dict[str, Any]:
+    response = client.post("/ask", json={"question": question})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = json.loads(response.content.decode("utf-8"))  # JSON is UTF-8: strictly so
+    return body
+
+
+def _highlighted(body: dict[str, Any]) -> str:
+    assert body["highlight"] is not None, body
+    start, end = body["highlight"]
+    assert 0 <= start < end <= len(body["answer"])
+    return str(body["answer"][start:end])
+
+
+def _assert_quotes_are_verbatim(client: httpx.Client, citations: list[dict[str, Any]]) -> None:
+    for citation in citations:
+        text = client.get(f"/documents/{citation['document_id']}").json()["text"]
+        assert text[citation["start"] : citation["end"]] == citation["quote"], citation
+
+
+def test_chinese_question_gets_the_english_questions_sentence_and_citation(client: httpx.Client):
+    english, chinese = _ask(client, HKSTP_EN), _ask(client, HKSTP_ZH)
+    assert chinese["question"] == HKSTP_ZH
+    assert chinese["answer"] == english["answer"] == HKSTP_SENTENCE
+    keys = ("document_id", "document_title", "section", "quote", "start", "end", "url")
+    first = chinese["citations"][0]
+    assert {k: first[k] for k in keys} == {k: english["citations"][0][k] for k in keys}
+    assert first["document_id"] == "notes/rise-of-hong-kong-ai"
+    assert first["section"] == "ASTRI and Hong Kong Science Park"
+    assert first["quote"] == chinese["answer"]
+    _assert_quotes_are_verbatim(client, chinese["citations"])
+    assert _highlighted(chinese) == "7 May 2001"
+    assert chinese["related"] == [] and 0 <= chinese["confidence"] <= 1
+
+
+def test_simplified_chinese_question_is_answered_from_the_same_sentence(client: httpx.Client):
+    body = _ask(client, HKSTP_ZH_SIMPLIFIED)
+    assert body["question"] == HKSTP_ZH_SIMPLIFIED
+    assert body["answer"].startswith(HKSTP_SENTENCE)  # the span may run on into the next sentence on HKSTP
+    first = body["citations"][0]
+    assert first["document_id"] == "notes/rise-of-hong-kong-ai"
+    assert first["section"] == "ASTRI and Hong Kong Science Park"
+    assert first["start"] == _ask(client, HKSTP_EN)["citations"][0]["start"]
+    assert first["quote"] == body["answer"]
+    _assert_quotes_are_verbatim(client, body["citations"])
+    assert _highlighted(body) == "7 May 2001"
+
+
+def test_mixed_english_and_chinese_question_highlights_the_year(client: httpx.Client):
+    english, mixed = _ask(client, ASTRI_EN), _ask(client, ASTRI_MIXED)
+    assert mixed["question"] == ASTRI_MIXED
+    assert mixed["answer"] == english["answer"]
+    assert "(ASTRI) was founded by the HKSAR Government in 2000." in mixed["answer"]
+    keys = ("document_id", "section", "start", "end")
+    assert {k: mixed["citations"][0][k] for k in keys} == {k: english["citations"][0][k] for k in keys}
+    _assert_quotes_are_verbatim(client, mixed["citations"])
+    assert _highlighted(mixed) == "2000"
+
+
+def test_off_topic_chinese_question_is_null_with_related_sections(client: httpx.Client):
+    body = _ask(client, OFF_TOPIC_ZH)
+    assert body["question"] == OFF_TOPIC_ZH
+    assert body["answer"] is None and body["citations"] == [] and body["highlight"] is None
+    assert body["related"]
+    for related in body["related"]:
+        assert related["url"].startswith("/?doc=") and related["section"]
+    _assert_quotes_are_verbatim(client, body["related"])
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (HKSTP_ZH, HKSTP_ZH),
+        (ASTRI_MIXED, ASTRI_MIXED),
+        (f"\u3000 {HKSTP_ZH}\n", HKSTP_ZH),  # an ideographic space is trimmed like any other
+        ("搭𨋢去科學園要幾耐？", "搭𨋢去科學園要幾耐？"),  # 𨋢 ("lift") lies outside the BMP
+    ],
+)
+def test_chinese_question_comes_back_exactly(client: httpx.Client, sent: str, kept: str):
+    raw = json.dumps({"question": sent}, ensure_ascii=True)  # \u escapes, surrogate pairs for 𨋢
+    for content in (raw.encode("ascii"), json.dumps({"question": sent}, ensure_ascii=False).encode("utf-8")):
+        response = client.post("/ask", content=content, headers={"content-type": "application/json"})
+        assert response.status_code == 200, response.text
+        assert json.loads(response.content.decode("utf-8"))["question"] == kept
+
+
+def test_search_with_a_chinese_query_ranks_the_right_section_first(client: httpx.Client):
+    for query in ("香港科技園", HKSTP_ZH):
+        body = client.post("/search", json={"query": query, "top_k": 3}).json()
+        assert body["query"] == query
+        hit = body["hits"][0]
+        assert (hit["document_id"], hit["section"]) == (
+            "notes/rise-of-hong-kong-ai",
+            "ASTRI and Hong Kong Science Park",
+        )
+        assert "7 May 2001" in hit["text"]
+        text = client.get(f"/documents/{hit['document_id']}").json()["text"]
+        assert text[hit["start"] : hit["end"]] == hit["text"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from hkai_qa.config import Settings
+from hkai_qa.service import QAService
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-corpus"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -180,3 +184,52 @@ def test_build_on_a_terminal_shows_a_progress_bar(tmp_path: Path):
     text = shown.decode("utf-8", "replace")
     assert "embedding" in text and "━" in text  # rich's bar, drawn on the terminal
     assert "embedding 0/" not in text  # not the plain lines
+
+
+# Chinese questions against the session index of the real corpus (built with the multilingual model).
+HKSTP_ZH = "香港科技園幾時成立？"
+HKSTP_SENTENCE = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was formed on 7 May 2001."
+HKSTP_SOURCE = "notes/rise-of-hong-kong-ai > ASTRI and Hong Kong Science Park"
+OFF_TOPIC_ZH = "2018年世界盃冠軍是誰？"
+
+
+def _cli_bytes(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """The CLI's exit code and output, decoded strictly as UTF-8 (as a terminal or a pipe reader would)."""
+    result = subprocess.run([sys.executable, "-m", "hkai_qa", *args], capture_output=True, env=env or ENV, timeout=300)
+    return result.returncode, result.stdout.decode("utf-8"), result.stderr.decode("utf-8", "replace")
+
+
+def test_ask_chinese_prints_the_english_sentence_and_its_citation(settings: Settings, service: QAService):
+    code, out, err = _cli_bytes("ask", HKSTP_ZH, "--index", str(settings.index_dir))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == HKSTP_SENTENCE
+    assert re.fullmatch(r"\(confidence 0\.\d\d\)", lines[1])
+    cited = re.fullmatch(rf"  \[1\] {re.escape(HKSTP_SOURCE)} \[(\d+):(\d+)\]", lines[2])
+    assert cited, out
+    text = service.document("notes/rise-of-hong-kong-ai").text
+    assert text[int(cited.group(1)) : int(cited.group(2))] == HKSTP_SENTENCE
+
+
+def test_ask_off_topic_chinese_says_not_covered_with_closest_sections(settings: Settings):
+    code, out, err = _cli_bytes("ask", OFF_TOPIC_ZH, "--index", str(settings.index_dir))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "The documents don't cover this."
+    assert len(lines) >= 2 and all(re.fullmatch(r"  closest: .+ > .+", line) for line in lines[1:]), out
+
+
+@pytest.mark.parametrize("locale", ["C.UTF-8", "C"])  # also a bare C locale, as in a minimal container
+def test_ask_json_keeps_the_chinese_question(settings: Settings, service: QAService, locale: str):
+    env = {**ENV, "LC_ALL": locale, "LANG": locale}
+    code, out, err = _cli_bytes("ask", f" {HKSTP_ZH}\n", "--index", str(settings.index_dir), "--json", env=env)
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["question"] == HKSTP_ZH  # trimmed, otherwise exactly as asked
+    assert body["answer"] == HKSTP_SENTENCE
+    first = body["citations"][0]
+    assert f"{first['document_id']} > {first['section']}" == HKSTP_SOURCE
+    assert first["quote"] == HKSTP_SENTENCE
+    assert service.document(first["document_id"]).text[first["start"] : first["end"]] == HKSTP_SENTENCE
+    start, end = body["highlight"]
+    assert body["answer"][start:end] == "7 May 2001"

@@ -677,3 +677,65 @@ def test_content_security_policy_is_enforced(browser: Browser, server_url: str) 
     finally:
         page.context.close()
     assert problems, "the browser reported no CSP violation"
+
+
+# Chinese questions typed into the page: the reply is the verbatim English sentence with its citation.
+HKSTP_ZH = "香港科技園幾時成立？"
+HKSTP_SENTENCE = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was formed on 7 May 2001."
+HKSTP_SECTION = "ASTRI and Hong Kong Science Park"
+OFF_TOPIC_ZH = "2018年世界盃冠軍是誰？"
+
+
+def ime_commit_and_send(page: Page, text: str) -> Locator:
+    """Compose `text` through the browser's IME path, commit it, press Enter; the exchange once answered."""
+    box = page.locator("#question")
+    box.focus()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.imeSetComposition", {"text": text, "selectionStart": len(text), "selectionEnd": len(text)})
+    expect(box).to_have_value(text)
+    cdp.send("Input.insertText", {"text": text})  # the IME commits the candidate
+    expect(box).to_have_value(text)
+    with page.expect_request(lambda request: request.url.endswith("/ask")) as sent:
+        box.press("Enter")
+    assert json.loads(sent.value.post_data or "{}")["question"] == text
+    exchange = page.locator(".exchange").last
+    exchange.locator(".answer, .no-answer, [role=alert]").first.wait_for()
+    assert asked_text(exchange) == text
+    return exchange
+
+
+def test_chinese_question_shows_the_english_answer_with_its_citation(page: Page, server_url: str) -> None:
+    listing = page.request.get(f"{server_url}/documents").json()
+    title = next(d["title"] for d in listing["documents"] if d["id"] == "notes/rise-of-hong-kong-ai")
+    page.goto(server_url)
+    exchange = ime_commit_and_send(page, HKSTP_ZH)
+
+    answer = exchange.locator(".answer")
+    expect(answer.locator(".answer-text")).to_have_text(HKSTP_SENTENCE)
+    expect(answer.locator(".answer-text mark")).to_have_text("7 May 2001")
+    expect(answer.locator(".answer-cue")).to_contain_text(f"From {title}, section {HKSTP_SECTION}")
+    card = exchange.locator(".source-card").first
+    expect(card.locator(".source-title")).to_have_text(title)
+    expect(card.locator(".source-section")).to_have_text(HKSTP_SECTION)
+    expect(card.locator("blockquote")).to_have_text(HKSTP_SENTENCE)
+    expect(card.locator("blockquote mark")).to_have_text("7 May 2001")
+    expect(exchange.locator(".no-answer, [role=alert]")).to_have_count(0)
+
+    card.locator("a.open-source").click()  # the citation opens the English document at the sentence
+    panel = page.locator("#doc-panel")
+    expect(panel.locator(".doc-panel-title")).to_have_text(title)
+    expect(panel.locator("mark#cited")).to_have_text(HKSTP_SENTENCE)
+    expect(panel.locator("mark#cited")).to_be_in_viewport()
+
+
+def test_off_topic_chinese_question_is_not_covered_with_closest_sections(page: Page, server_url: str) -> None:
+    related = page.request.post(f"{server_url}/ask", data={"question": OFF_TOPIC_ZH}).json()["related"]
+    assert related
+    page.goto(server_url)
+    exchange = ime_commit_and_send(page, OFF_TOPIC_ZH)
+
+    bubble = exchange.locator(".no-answer")
+    expect(bubble).to_contain_text("The documents don't cover this.")
+    expect(bubble).to_contain_text("Closest sections:")
+    expect(bubble.locator("a.related-link")).to_have_text([r["section"] for r in related])
+    expect(exchange.locator(".answer")).to_have_count(0)
