@@ -1,0 +1,191 @@
+"""Chinese documents end to end: the fixture corpus (tests/fixtures/zh-corpus, two Traditional and one
+Simplified Markdown document translated from corpus/notes) built with the real models and FAISS into a
+temporary index, then asked through the real service. Answers are the documents' own sentences, their
+citations slice the files on disk exactly, and nothing is converted between Traditional and Simplified."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hkai_qa.answering import calibration_for
+from hkai_qa.building import build_index
+from hkai_qa.config import Settings
+from hkai_qa.embedding import Embedder
+from hkai_qa.languages import ENGLISH, MULTILINGUAL
+from hkai_qa.multilingual_embedding import MultilingualEmbedder
+from hkai_qa.retrieval import lexical_tokens
+from hkai_qa.service import QAService
+from hkai_qa.types import Answer
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "zh-corpus"
+RISE, SMART_CITY, HEALTHCARE = "rise-of-hong-kong-ai", "smart-city", "healthcare"
+
+
+def file_text(document_id: str) -> str:
+    """The document as written on disk, independent of anything the index stores."""
+    return (FIXTURE / f"{document_id}.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def zh_service(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, multilingual: MultilingualEmbedder
+) -> Iterator[QAService]:
+    """The fixture corpus built (English and multilingual vectors) into a fresh index, served."""
+    root = tmp_path_factory.mktemp("zh")
+    corpus, index = root / "corpus", root / "index"
+    shutil.copytree(FIXTURE, corpus, ignore=shutil.ignore_patterns("*.jsonl"))
+    summary = build_index(corpus, index, embedder, multilingual=multilingual)
+    assert (summary.documents, summary.sections) == (3, 11)
+    service = QAService(
+        Settings(corpus_dir=corpus, index_dir=index, rate_limit="none", multilingual_threads=2), embedder
+    )
+    yield service
+    service.close()
+
+
+def assert_cites_file(answer: Answer, document_id: str, section: str, sentence: str) -> None:
+    """The answer is exactly `sentence`, cited at offsets that slice the file on disk to it."""
+    assert answer.text == sentence
+    citation = answer.citations[0]
+    assert (citation.document_id, citation.section) == (document_id, section)
+    assert citation.quote == sentence
+    assert file_text(document_id)[citation.start : citation.end] == sentence
+
+
+# Characters of the Traditional answers below and their Simplified forms, which must never appear in them.
+SIMPLIFIED = {
+    "為": "为",
+    "項": "项",
+    "撥": "拨",
+    "億": "亿",
+    "啟": "启",
+    "舉": "举",
+    "網": "网",
+    "預": "预",
+    "報": "报",
+}
+
+
+@pytest.mark.parametrize(
+    ("question", "section", "sentence"),
+    [
+        (
+            "政府為InnoHK旗艦項目撥款多少？",
+            "InnoHK與香港生成式人工智能研發中心",
+            "政府為InnoHK旗艦項目撥款100億元，InnoHK啟動典禮於2022年5月25日舉行。",
+        ),
+        (  # Cantonese
+            "天文台幾時喺網站推出「盤古」模型嘅預報圖？",
+            "環境監測與天氣",
+            "2023年10月，香港天文台在其網站推出「盤古」人工智能模型的預報圖。",
+        ),
+    ],
+)
+def test_a_chinese_question_gets_the_traditional_sentence_verbatim(
+    zh_service: QAService, question: str, section: str, sentence: str
+) -> None:
+    answer, _ = zh_service.ask(question)
+    assert_cites_file(answer, RISE if section.startswith("InnoHK") else SMART_CITY, section, sentence)
+    assert answer.text is not None
+    assert any(traditional in answer.text for traditional in SIMPLIFIED)
+    assert not any(simplified in answer.text for simplified in SIMPLIFIED.values())
+
+
+def test_a_simplified_question_finds_a_traditional_sentence(zh_service: QAService) -> None:
+    question = "智慧灯柱上的摄影机有没有人脸识别功能？"
+    assert zh_service.retriever.space_for(question) == MULTILINGUAL
+    answer, _ = zh_service.ask(question)
+    # The sentence stays Traditional (燈 攝 機 臉 識 別), though the question wrote 灯 摄 机 脸 识 别.
+    assert_cites_file(answer, SMART_CITY, "智慧燈柱", "香港智慧燈柱上的攝影機只對著公眾地方，並沒有人臉識別功能。")
+
+
+def test_a_traditional_question_finds_a_simplified_sentence(zh_service: QAService) -> None:
+    answer, _ = zh_service.ask("醫院管理局的人工智能模型每日處理多少張胸部X光片？")
+    assert_cites_file(
+        answer, HEALTHCARE, "医院管理局的人工智能", "医院管理局的一个人工智能模型每日处理约2,000张胸部X光片。"
+    )
+
+
+@pytest.mark.parametrize(
+    ("question", "gold"),
+    [
+        ("When was the Multi-functional Smart Lampposts pilot scheme completed?", "2023年12月"),
+        ("What is LiDAR used for on smart lampposts?", "LiDAR"),
+    ],
+)
+def test_an_english_question_about_a_chinese_only_fact_is_answered_right_or_not_at_all(
+    zh_service: QAService, question: str, gold: str
+) -> None:
+    """English questions go to the English model, which cannot read the Chinese sentences: the service may
+    abstain (it does today), but whatever it says must be the sentence that holds the fact."""
+    retriever = zh_service.retriever
+    assert retriever.space_for(question) == ENGLISH
+    answer, _ = zh_service.ask(question)
+    if answer.text is None:
+        assert answer.citations == ()
+        assert answer.confidence < calibration_for(retriever.index, ENGLISH)["threshold"]
+    else:
+        assert gold in answer.text
+        assert file_text(SMART_CITY)[answer.citations[0].start : answer.citations[0].end] == answer.text
+
+
+@pytest.mark.parametrize(
+    ("question", "document_id", "section"),
+    [
+        ("智慧交通基金每個項目的資助上限是多少？", SMART_CITY, "交通管理"),
+        ("香港科技園公司根據哪條條例運作？", RISE, "應科院與香港科學園"),
+        ("多尺度医疗机器人中心在科学园占地多少？", HEALTHCARE, "医疗机器人与基础模型"),
+    ],
+)
+def test_bm25_alone_ranks_the_section_that_shares_the_question_words_first(
+    zh_service: QAService, multilingual: MultilingualEmbedder, question: str, document_id: str, section: str
+) -> None:
+    retriever = zh_service.retriever
+    vector = multilingual.encode_questions([question])[0]
+    tokens = lexical_tokens(question)
+    hits = retriever.search(vector, tokens, 5, mode="bm25", space=MULTILINGUAL)
+    top = hits[0].chunk
+    assert (top.document_id, retriever.index.section_of(top).title) == (document_id, section)
+    # What matched are the character pairs the question shares with the chunk (with its titles).
+    shared = {t for t in tokens if t in retriever.index.chunk_text(top)}
+    assert len(shared) >= 3
+
+
+def test_bm25_alone_finds_nothing_for_characters_no_document_has(
+    zh_service: QAService, multilingual: MultilingualEmbedder
+) -> None:
+    question = "貓狗寵物"
+    vector = multilingual.encode_questions([question])[0]
+    assert zh_service.retriever.search(vector, lexical_tokens(question), 5, mode="bm25", space=MULTILINGUAL) == []
+
+
+def test_chinese_sentences_in_the_index_slice_the_files_exactly(zh_service: QAService) -> None:
+    index = zh_service.index
+    assert {d: index.documents[d].text for d in index.documents} == {
+        d: file_text(d) for d in (RISE, SMART_CITY, HEALTHCARE)
+    }
+    by_section: dict[tuple[str, str], list[str]] = {}
+    for sentence in index.sentences:
+        text = file_text(sentence.document_id)[sentence.start : sentence.end]
+        assert text and text == text.strip()
+        assert text.endswith("。") or not sentence.citable
+        by_section.setdefault((sentence.document_id, index.section_of(sentence).title), []).append(text)
+    assert len(index.sentences) == 60
+    # Split at 。 (a closing 」 stays with its sentence), at line breaks, and never at ， or ；.
+    assert by_section[(RISE, "香港人工智能研發院")] == [
+        "2025至26年度《財政預算案》預留10億港元成立香港人工智能研發院，由2024年7月成立的數字政策辦公室籌建。",
+        "2026至27年度《財政預算案》演辭表示，香港人工智能研發院有限公司「將於今年下半年投入運作」。",
+        "2026至27年度《財政預算案》演辭表示，InnoHK已資助16所專門研究人工智能及機械人的實驗室。",
+    ]
+    lamppost = by_section[(SMART_CITY, "智慧燈柱")]
+    assert lamppost[-2:] == [
+        "政府正探討以光學雷達（LiDAR）取代攝影機，在智慧燈柱上偵測車輛。",
+        "資料來源：https://www.news.gov.hk/eng/2019/07/20190716/20190716_161609_629.html，2019-07-16",
+    ]
+    sources = [s for s in index.sentences if index.sentence_text(s).startswith("資料來源：")]
+    assert len(sources) == 3
+    assert not any(s.citable for s in sources)
