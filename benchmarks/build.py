@@ -119,16 +119,17 @@ def _efficiency_run(corpus: Path, index: Path) -> dict[str, Any]:
         torch_s = bare_s
     else:
         torch_s = bare(SentenceTransformer(str(resolve_model(embedder.name)), device="cpu", local_files_only=True))
+    english_texts, english_encode_s = len(texts), in_model[0]  # before the next build adds to both
     multilingual = _multilingual_run(corpus, index.with_name(index.name + "-multilingual"), embedder, settings)
     return {
         "multilingual": multilingual,
         "backend": embedder.backend,
-        "texts": len(texts),
+        "texts": english_texts,
         "distinct_texts_in_build": summary.embedded,
         "tokens": tokens,
         "model_load_s": load_s,
         "build_s": build_s,
-        "build_encode_s": in_model[0],
+        "build_encode_s": english_encode_s,
         "bare_model_s": bare_s,
         "bare_torch_s": torch_s,
     }
