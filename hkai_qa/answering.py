@@ -70,7 +70,7 @@ def extract_answer(
     index = retriever.index
     calibration = calibration_for(index, retriever.space_for(question))
     threshold = calibration["threshold"] if min_confidence is None else min_confidence
-    best = _best(question, vector, hits, retriever)
+    best = _best(question, vector, hits, retriever) if retriever.can_read(question) else None
     if best is None:
         return Answer(question=question, text=None, confidence=0.0, citations=(), related=_related(hits, index))
     candidates, (start, end), features = best

@@ -206,7 +206,8 @@ def _multilingual_vectors(
     get a zero vector: to this model a URL looks close to any Chinese question, and would outrank the text."""
     citable = [number for number, sentence in enumerate(sentences) if sentence.citable]
     cache = EmbeddingCache.open(index_dir, model)
-    embedded, fresh = cache.embed([sentence_texts[n] for n in citable], model, progress)
+    # Batches of 16 hold the model about a second here, so Chinese questions keep flowing during a rebuild.
+    embedded, fresh = cache.embed([sentence_texts[n] for n in citable], model, progress, batch_size=16)
     cache.save()
     space = np.zeros((len(sentences), embedded.shape[1] if citable else DIMENSION), dtype=np.float32)
     space[citable] = embedded

@@ -28,8 +28,9 @@ _CJK = f"{_HAN}\u3000-\u303f\uff01-\uff60"  # with CJK and full-width punctuatio
 _CJK_TEXT = re.compile(f"[{_CJK}]")
 # A Chinese sentence ends at 。！？ and keeps any run of them ("？！") and the closing quotes or brackets after them.
 _CJK_END = re.compile(r"(?:[。！？][」』”’）〕】》〉)]*)+")
-# blingfire reads a line break as a space, but Chinese text is not wrapped, so a break next to it ends a sentence.
-_CJK_LINE_BREAK = re.compile(f"(?<=[{_CJK}])[ \t]*\n|\n(?=[ \t]*[{_CJK}])")
+# blingfire reads a line break as a space, but Chinese text is not wrapped, so a break between Chinese text ends a
+# sentence; with English on either side it may be a wrapped English sentence that names something in Chinese.
+_CJK_LINE_BREAK = re.compile(f"(?<=[{_CJK}])[ \t]*\n(?=[ \t]*[{_CJK}])")
 _HAN_CHARACTER = re.compile(f"[{_HAN}]")
 _WORD = re.compile(f"[^\\W{_HAN}]+")  # \w+ without Han, which has no spaces and is counted by character
 # Chinese words average about one and a half characters, so six characters weigh as much as four English words.

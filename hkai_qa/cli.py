@@ -228,6 +228,7 @@ def evaluate(
     from hkai_qa.errors import InvalidRequest
     from hkai_qa.evaluation import fit_calibration, load_questions, report, run
     from hkai_qa.index import MULTILINGUAL_CALIBRATION_FEATURES
+    from hkai_qa.languages import MULTILINGUAL
     from hkai_qa.service import QAService
 
     if not questions.is_file():
@@ -237,7 +238,9 @@ def evaluate(
     result: dict[str, Any] = {"index_version": service.index.version, "splits": report(outcomes)}
     if fit:
         result["fitted_calibration"] = fit_calibration(outcomes)
-        if any(o.question.language == "zh" and o.question.split == "tune" for o in outcomes):
+        # Only when the Chinese questions really went through the multilingual space.
+        chinese = [o for o in outcomes if o.question.language == "zh" and o.question.split == "tune"]
+        if chinese and service.retriever.space_for(chinese[0].question.question) == MULTILINGUAL:
             # The bound for Chinese questions: false abstention at most 10%.
             result["fitted_multilingual_calibration"] = fit_calibration(
                 outcomes, MULTILINGUAL_CALIBRATION_FEATURES, max_false_abstention=0.10, language="zh"

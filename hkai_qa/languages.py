@@ -5,13 +5,16 @@ multilingual model, which all-MiniLM-L6-v2 cannot read."""
 from __future__ import annotations
 
 import re
+import unicodedata
+from functools import lru_cache
 
 ENGLISH = "english"
 MULTILINGUAL = "multilingual"
 SPACES = (ENGLISH, MULTILINGUAL)
 
-# Letters of the Latin script: ASCII, Latin-1, Latin Extended-A/B, IPA and Additional ("café", "Đà Nẵng", "ə").
-_LATIN = re.compile(r"[\u0000-\u02af\u1e00-\u1eff]")
+# A letter outside the Latin script (ASCII, Latin-1, Latin Extended-A/B, IPA, Additional: "café", "Đà Nẵng",
+# "ə"), and outside the spacing modifier letters ("Kongʼs" with U+02BC is English).
+_NOT_LATIN = re.compile(r"[^\W\d_\u0000-\u02ff\u1e00-\u1eff]")
 # Han (with its extensions and compatibility block), kana (also half-width), bopomofo and hangul: the scripts
 # written without spaces between words, which BM25 reads as character pairs.
 CJK = re.compile(
@@ -20,7 +23,9 @@ CJK = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)
 def needs_multilingual(text: str) -> bool:
     """Whether `text` holds a letter outside the Latin script: one such letter is enough, since a
-    question such as "ASTRI 係幾時成立？" is mostly Latin letters yet only readable as Chinese."""
-    return any(char.isalpha() and not _LATIN.match(char) for char in text)
+    question such as "ASTRI 係幾時成立？" is mostly Latin letters yet only readable as Chinese. Compatibility
+    forms count as what they stand for: full-width "ＡＩ" and the ligature "ﬁ" are Latin."""
+    return _NOT_LATIN.search(unicodedata.normalize("NFKC", text)) is not None

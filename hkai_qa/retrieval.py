@@ -104,13 +104,18 @@ class Retriever:
         when the index has that space, English otherwise."""
         return MULTILINGUAL if self.multilingual and needs_multilingual(question) else ENGLISH
 
+    def can_read(self, question: str) -> bool:
+        """False for a question in another script when there is no multilingual space to match it in: the
+        English model cannot read it, and what it would find is noise, never an answer."""
+        return self.multilingual or not needs_multilingual(question)
+
     def vectors(self, space: str) -> VectorSpace:
-        """The chunk and sentence vectors of one space."""
+        """The chunk and sentence vectors of one space; ValueError for a space the index does not have."""
+        if space == ENGLISH:
+            return VectorSpace(self.index.chunk_vectors, self.index.sentence_vectors)
         if space == MULTILINGUAL and self.index.multilingual is not None:
             return self.index.multilingual
-        if space not in (ENGLISH, MULTILINGUAL):
-            raise ValueError(f"unknown vector space {space!r}")
-        return VectorSpace(self.index.chunk_vectors, self.index.sentence_vectors)
+        raise ValueError(f"vector space {space!r} is not in this index")
 
     def seen(self, token: str) -> bool:
         """Whether any chunk contains the token."""

@@ -15,10 +15,10 @@ from hkai_qa.answering import extract_answer
 from hkai_qa.batching import QuestionBatcher
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder, embedder_for
-from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest
+from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest, ModelNotFound, Overloaded
 from hkai_qa.index import Index, load_index, load_version
 from hkai_qa.languages import MULTILINGUAL
-from hkai_qa.multilingual_embedding import multilingual_embedder_for
+from hkai_qa.multilingual_embedding import DIMENSION, multilingual_embedder_for
 from hkai_qa.retrieval import Retriever, lexical_tokens
 from hkai_qa.types import Answer, Document, Hit
 from hkai_qa.versions import current_version
@@ -53,19 +53,21 @@ class QAService:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or embedder_for(settings)
-        self._retriever = Retriever(load_index(settings.index_dir, settings.model), settings.multilingual)
+        # Questions in other scripts, and the sentence vectors builds give them (None: HKAI_QA_MULTILINGUAL off).
+        self.multilingual = multilingual_embedder_for(settings)
+        self._retriever = self._retriever_for(load_index(settings.index_dir, settings.model))
         self._reload_lock = threading.Lock()
         self.refused: dict[str, str] = {}  # version -> why it was refused
         self._encode_questions = self.embedder.question_encoder()
         self._encode_questions(["The first call allocates; it belongs to loading."])
-        # Questions in other scripts, and the sentence vectors builds give them (None: HKAI_QA_MULTILINGUAL off).
-        self.multilingual = multilingual_embedder_for(settings)
-        if self.multilingual is not None and self.index.multilingual is not None:
+        if self._retriever.multilingual and self.multilingual is not None:
             self.multilingual.encode_questions(["載入時先行一次。"])
+        # Questions waiting for or inside the multilingual model: bounded like the English batcher's queue.
+        self._multilingual_pending = threading.BoundedSemaphore(settings.max_pending)
         self.batcher = QuestionBatcher(
             self._encode_questions, settings.max_batch, settings.batch_window_ms / 1000, settings.max_pending
         )
-        self._answers: LRUCache[tuple[str, int, str], Answer] | None = (
+        self._answers: LRUCache[tuple[str, int, str, str], Answer] | None = (
             LRUCache(maxsize=settings.answer_cache) if settings.answer_cache else None
         )
         self._answers_lock = threading.Lock()
@@ -99,9 +101,7 @@ class QAService:
             if version == self.index.version:
                 return False
             try:
-                fresh = Retriever(
-                    load_version(self.settings.index_dir, version, self.settings.model), self.settings.multilingual
-                )
+                fresh = self._retriever_for(load_version(self.settings.index_dir, version, self.settings.model))
             except IndexInvalid as exc:
                 if version not in self.refused:
                     log.error("refused index version %s, still serving %s: %s", version, self.index.version, exc)
@@ -131,21 +131,20 @@ class QAService:
         started = time.perf_counter()
         retriever = snapshot or self._retriever
         question = self._check(question, top_k, "question")
-        key = (" ".join(question.casefold().split()), top_k, retriever.index.version)
+        space = retriever.space_for(question)
+        key = (" ".join(question.casefold().split()), top_k, retriever.index.version, space)
         cached = self._cached(key)
         if cached is not None:
             return replace(cached, question=question), (time.perf_counter() - started) * 1000, True
         vector = await self._encode_async(question, retriever)
-        hits = retriever.search(
-            vector, lexical_tokens(question), max(self.settings.candidates, top_k), space=retriever.space_for(question)
-        )
+        hits = retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k), space=space)
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
         if self._answers is not None:
             with self._answers_lock:
                 self._answers[key] = answer
         return answer, (time.perf_counter() - started) * 1000, False
 
-    def _cached(self, key: tuple[str, int, str]) -> Answer | None:
+    def _cached(self, key: tuple[str, int, str, str]) -> Answer | None:
         if self._answers is None:
             return None
         with self._answers_lock:
@@ -183,6 +182,29 @@ class QAService:
         vector = await self._encode_async(query, retriever)
         return self._passages(query, vector, top_k, retriever), (time.perf_counter() - started) * 1000
 
+    def _retriever_for(self, index: Index) -> Retriever:
+        """A retriever that uses the index's multilingual space only when this process has the very model that
+        built it (same fingerprint and width); otherwise questions in other scripts get no answer, never one
+        matched by the wrong model, and a rebuild (`hkai-qa build`) brings the space back."""
+        entry = index.manifest.get("multilingual")
+        if self.multilingual is None or entry is None:
+            return Retriever(index, multilingual=False)
+        try:
+            fingerprint = self.multilingual.fingerprint
+        except ModelNotFound as exc:
+            log.warning("index version %s: %s; questions in other scripts get no answer", index.version, exc)
+            return Retriever(index, multilingual=False)
+        if entry.get("fingerprint") != fingerprint or entry.get("dimension") != DIMENSION:
+            log.warning(
+                "index version %s was built with another multilingual model (%s, not %s): questions in other "
+                "scripts get no answer until `hkai-qa build` rebuilds it",
+                index.version,
+                entry.get("fingerprint"),
+                fingerprint,
+            )
+            return Retriever(index, multilingual=False)
+        return Retriever(index)
+
     def _encode(self, text: str, retriever: Retriever) -> np.ndarray:
         """The question's vector in the space the retriever matches it in."""
         if retriever.space_for(text) == MULTILINGUAL and self.multilingual is not None:
@@ -193,9 +215,15 @@ class QAService:
         return vector
 
     async def _encode_async(self, text: str, retriever: Retriever) -> np.ndarray:
-        """`_encode` off the event loop: English through the micro-batcher, other scripts on a worker thread."""
+        """`_encode` off the event loop: English through the micro-batcher, other scripts on a worker thread;
+        Overloaded (503) at once when `max_pending` of those are already waiting, as for English."""
         if retriever.space_for(text) == MULTILINGUAL and self.multilingual is not None:
-            vector: np.ndarray = await asyncio.to_thread(self._encode, text, retriever)
+            if not self._multilingual_pending.acquire(blocking=False):
+                raise Overloaded("the server is busy answering other questions; try again in a moment")
+            try:
+                vector: np.ndarray = await asyncio.to_thread(self._encode, text, retriever)
+            finally:
+                self._multilingual_pending.release()
         else:
             vector = await asyncio.wrap_future(self.batcher.submit(text))
         return vector

@@ -179,6 +179,14 @@ def test_a_line_break_inside_chinese_text_ends_a_sentence():
     ]
 
 
+def test_a_wrapped_english_sentence_that_names_something_in_chinese_stays_whole():
+    text = "The centre is known as 數碼港\nin Chinese and opened in 2004. It hosts start-ups."
+    assert _quotes(text) == [
+        ("The centre is known as 數碼港\nin Chinese and opened in 2004.", True),
+        ("It hosts start-ups.", True),
+    ]
+
+
 @pytest.mark.parametrize(
     ("sentence", "citable"),
     [

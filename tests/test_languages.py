@@ -31,6 +31,9 @@ HKSTP = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was form
         "？",  # full-width punctuation is not a letter
         "。！？「」、，：；",
         "１２３",  # full-width digits are not letters either
+        "When was Hong Kongʼs Science Park established?",  # U+02BC, a modifier letter used as an apostrophe
+        "What is the ﬁrst AI supercomputing centre?",  # the ligature ﬁ is f and i
+        "ＡＩ ｉｎ Ｈｏｎｇ Ｋｏｎｇ",  # full-width Latin letters, as a Chinese input method types them
     ],
 )
 def test_latin_script_digits_and_punctuation_stay_english(text: str) -> None:
@@ -174,10 +177,13 @@ def test_vectors_of_each_space(with_multilingual: Retriever, english_only: Retri
     assert with_multilingual.vectors(MULTILINGUAL) is index.multilingual
     english = with_multilingual.vectors(ENGLISH)
     assert english.chunk_vectors is index.chunk_vectors and english.sentence_vectors is index.sentence_vectors
-    fallback = english_only.vectors(MULTILINGUAL)  # no multilingual space: the English one
-    assert fallback.sentence_vectors is english_only.index.sentence_vectors
-    with pytest.raises(ValueError, match="unknown vector space"):
+    with pytest.raises(ValueError, match="not in this index"):  # never the English vectors in its place
+        english_only.vectors(MULTILINGUAL)
+    with pytest.raises(ValueError, match="not in this index"):
         with_multilingual.vectors("klingon")
+    # A Chinese question can be read only where there is a multilingual space; English always.
+    assert with_multilingual.can_read("香港科技園幾時成立？") and with_multilingual.can_read("When?")
+    assert not english_only.can_read("香港科技園幾時成立？") and english_only.can_read("When?")
 
 
 def test_a_chinese_question_finds_its_english_answer_in_the_multilingual_space(

