@@ -211,10 +211,8 @@ def _multilingual_vectors(
     cache.save()
     space = np.zeros((len(sentences), embedded.shape[1] if citable else DIMENSION), dtype=np.float32)
     space[citable] = embedded
-    starts = np.array([c.first_sentence for c in chunks], dtype=np.int64)
-    counts = np.array([c.last_sentence - c.first_sentence + 1 for c in chunks], dtype=np.int64)
-    numbers = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
-    sums = np.add.reduceat(space[numbers], np.cumsum(counts) - counts)
+    # A chunk is a run of consecutive sentences: its vector is their sum, normalised.
+    sums = np.stack([space[c.first_sentence : c.last_sentence + 1].sum(axis=0) for c in chunks])
     means = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     identity = {"model": model.name, "fingerprint": model.fingerprint}
     return (np.ascontiguousarray(means, dtype=np.float32), space, identity), fresh
