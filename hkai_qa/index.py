@@ -94,7 +94,7 @@ class Index:
     chunks: list[Chunk]
     chunk_vectors: faiss.Index
     sentence_vectors: np.ndarray
-    multilingual: VectorSpace | None = None  # None when built without the multilingual model
+    multilingual: VectorSpace | None = None  # None when built without the multilingual model, or not loaded
 
     @property
     def version(self) -> str:
@@ -210,10 +210,13 @@ def write_version(
     return version
 
 
-def load_index(index_dir: Path, model: str) -> Index:
-    """Load and validate the current version against its manifest and the configured model."""
+def load_index(index_dir: Path, model: str, multilingual: bool = True) -> Index:
+    """Load and validate the current version against its manifest and the configured model.
+
+    `multilingual=False` leaves the multilingual vectors on disk (checked, not loaded): a service without the
+    model cannot use them, and they are as large as the English ones."""
     try:
-        return load_version(index_dir, current_version(index_dir), model)
+        return load_version(index_dir, current_version(index_dir), model, multilingual)
     except IndexInvalid as exc:
         if "was built with model" in exc.message:
             raise
@@ -223,7 +226,7 @@ def load_index(index_dir: Path, model: str) -> Index:
         ) from exc
 
 
-def load_version(index_dir: Path, version: str, model: str) -> Index:
+def load_version(index_dir: Path, version: str, model: str, multilingual: bool = True) -> Index:
     """Load one version; IndexInvalid with the reason when it is missing, partial or corrupt."""
     path = index_dir / VERSIONS / version
     if not version or "/" in version or version.startswith(".") or not path.is_dir():
@@ -236,9 +239,9 @@ def load_version(index_dir: Path, version: str, model: str) -> Index:
         chunks = [Chunk(i, *row) for i, row in enumerate(_read_json(path / "chunks.json"))]
         chunk_vectors = faiss.read_index(str(path / "chunks.faiss"))
         sentence_vectors = np.load(path / "sentences.npy", allow_pickle=False)
-        multilingual = None
-        if "multilingual" in manifest:
-            multilingual = VectorSpace(
+        space = None
+        if multilingual and "multilingual" in manifest:
+            space = VectorSpace(
                 faiss.read_index(str(path / "chunks.multilingual.faiss")),
                 np.load(path / "sentences.multilingual.npy", allow_pickle=False),
             )
@@ -250,8 +253,7 @@ def load_version(index_dir: Path, version: str, model: str) -> Index:
         raise IndexInvalid(f"index version {version}: vector counts do not match the chunk and sentence counts")
     if chunk_vectors.d != dimension or sentence_vectors.shape[1] != dimension:
         raise IndexInvalid(f"index version {version}: vector dimension does not match the manifest ({dimension})")
-    if multilingual is not None:
-        space = multilingual
+    if space is not None:
         width = manifest["multilingual"]["dimension"]
         if (
             space.chunk_vectors.ntotal != len(chunks)
@@ -262,11 +264,11 @@ def load_version(index_dir: Path, version: str, model: str) -> Index:
     try:
         spec = VectorIndexSpec.from_manifest(manifest.get("vector_index"))
         prepare_for_search(chunk_vectors, spec)
-        if multilingual is not None:
-            prepare_for_search(multilingual.chunk_vectors, spec)
+        if space is not None:
+            prepare_for_search(space.chunk_vectors, spec)
     except ValueError as exc:
         raise IndexInvalid(f"index version {version}: {exc}") from exc
-    return Index(path, manifest, documents, sentences, chunks, chunk_vectors, sentence_vectors, multilingual)
+    return Index(path, manifest, documents, sentences, chunks, chunk_vectors, sentence_vectors, space)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

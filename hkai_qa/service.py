@@ -55,7 +55,9 @@ class QAService:
         self.embedder = embedder or embedder_for(settings)
         # Questions in other scripts, and the sentence vectors builds give them (None: HKAI_QA_MULTILINGUAL off).
         self.multilingual = multilingual_embedder_for(settings)
-        self._retriever = self._retriever_for(load_index(settings.index_dir, settings.model))
+        self._retriever = self._retriever_for(
+            load_index(settings.index_dir, settings.model, multilingual=self.multilingual is not None)
+        )
         self._reload_lock = threading.Lock()
         self.refused: dict[str, str] = {}  # version -> why it was refused
         self._encode_questions = self.embedder.question_encoder()
@@ -101,7 +103,14 @@ class QAService:
             if version == self.index.version:
                 return False
             try:
-                fresh = self._retriever_for(load_version(self.settings.index_dir, version, self.settings.model))
+                fresh = self._retriever_for(
+                    load_version(
+                        self.settings.index_dir,
+                        version,
+                        self.settings.model,
+                        multilingual=self.multilingual is not None,
+                    )
+                )
             except IndexInvalid as exc:
                 if version not in self.refused:
                     log.error("refused index version %s, still serving %s: %s", version, self.index.version, exc)
@@ -137,7 +146,7 @@ class QAService:
         if cached is not None:
             return replace(cached, question=question), (time.perf_counter() - started) * 1000, True
         vector = await self._encode_async(question, retriever)
-        hits = retriever.search(vector, lexical_tokens(question), max(self.settings.candidates, top_k), space=space)
+        hits = self._search(question, vector, max(self.settings.candidates, top_k), retriever)
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
         if self._answers is not None:
             with self._answers_lock:
@@ -159,10 +168,14 @@ class QAService:
         """The question's vector and the chunks whose sentences compete for the answer."""
         retriever = snapshot or self._retriever
         vector = self._encode(question, retriever)
-        space = retriever.space_for(question)
-        return vector, retriever.search(
-            vector, lexical_tokens(question), max(self.settings.candidates, top_k), space=space
-        )
+        return vector, self._search(question, vector, max(self.settings.candidates, top_k), retriever)
+
+    @staticmethod
+    def _search(text: str, vector: np.ndarray, k: int, retriever: Retriever) -> list[Hit]:
+        """Hybrid search in the text's space; words only when no model here can read the text (Chinese with
+        the multilingual model off): an English vector of Chinese text finds noise, its words do not."""
+        mode = "hybrid" if retriever.can_read(text) else "bm25"
+        return retriever.search(vector, lexical_tokens(text), k, mode=mode, space=retriever.space_for(text))
 
     def search(self, query: str, top_k: int = 10, snapshot: Retriever | None = None) -> tuple[list[Passage], float]:
         """The best passages for a query, most relevant first, and the milliseconds it took."""
@@ -230,7 +243,7 @@ class QAService:
 
     def _passages(self, query: str, vector: np.ndarray, top_k: int, retriever: Retriever) -> list[Passage]:
         index = retriever.index
-        hits = retriever.search(vector, lexical_tokens(query), top_k, space=retriever.space_for(query))
+        hits = self._search(query, vector, top_k, retriever)
         passages = [
             Passage(
                 hit=hit,
