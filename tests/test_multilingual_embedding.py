@@ -224,3 +224,38 @@ def test_loading_pins_the_engines_threads_and_leaves_the_environment_as_it_was(
         import ctypes
 
         assert ctypes.CDLL(engines[0]).omp_get_max_threads() == 2
+
+
+def test_text_that_normalisation_expands_many_times_does_not_crash_the_process() -> None:
+    """U+FDFA is one character and eighteen letters in NFKC; a run of it overflowed the engine's buffer and
+    killed the process (a server with it). Run in a child process, so a regression fails this test alone."""
+    import subprocess
+    import sys
+
+    script = (
+        "from hkai_qa.multilingual_embedding import MultilingualEmbedder\n"
+        "m = MultilingualEmbedder()\n"
+        "for n in (13, 20, 40, 200):\n"
+        "    m.encode_questions(['\\ufdfa' * n]); m.encode(['\\ufdfa' * n])\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "alive"
+
+
+def test_nfkc_before_the_engine_changes_no_vector(multilingual: MultilingualEmbedder) -> None:
+    """The engine normalises to NFKC itself, so doing it first (to keep its buffer safe) gives the same vectors
+    for full-width letters and punctuation, ligatures and compatibility characters."""
+    import unicodedata
+
+    texts = [
+        "ＡＩ ｉｎ Ｈｏｎｇ Ｋｏｎｇ",
+        "香港科技園公司（HKSTP）於２００１年成立。",
+        "ﬁrst ½ ① ㍻ Ⅷ",
+        "ﷺ and more text",
+    ]
+    multilingual.warm_up()
+    raw = np.asarray(multilingual._model.query(texts), dtype=np.float32)  # the engine itself, as given
+    assert any(unicodedata.normalize("NFKC", t) != t for t in texts)
+    assert np.array_equal(multilingual.encode_questions(texts), raw)
