@@ -72,6 +72,20 @@ def test_undecodable_question_is_one_line_error(built: Path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("When was the lab\x07 opened?", "error: the question: control character U+0007 is not allowed"),
+        ("When was the lab \x1b[31mopened?", "error: the question: control character U+001B is not allowed"),
+        ("When was the lab\u202e opened?", "error: the question: bidirectional control U+202E is not allowed"),
+    ],
+)
+def test_a_question_the_http_api_refuses_is_refused_by_the_cli_too(built: Path, question: str, message: str):
+    result = _cli("ask", question, "--index", str(built))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_serve_serves_the_index_it_is_given(built: Path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
