@@ -15,6 +15,8 @@ _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE = re.compile(
     rf"\b(?:\d{{1,2}}\s+{_MONTH}\s+(?:19|20)\d\d|{_MONTH}\s+\d{{1,2}},?\s+(?:19|20)\d\d|{_MONTH}\s+(?:19|20)\d\d"
     rf"|(?:early|mid|late)-?\s?(?:19|20)\d\d|(?:19|20)\d\d(?:/\d\d|-\d\d)?)\b"
+    # Chinese dates run into the characters around them: "於2001年5月7日成立", "2023年年中".
+    r"|(?<!\d)(?:19|20)\d\d年(?:\d{1,2}月(?:\d{1,2}日)?|年[初中底])?"
 )
 _AMOUNT = re.compile(
     r"(?<![\w.$-])(?:HK\$|US\$|RMB\s?|\$)?\d[\d,]*(?:\.\d+)?(?:-\d+)?\+?(?:-[a-z]+)?"

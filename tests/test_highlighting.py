@@ -82,3 +82,20 @@ def test_a_chinese_when_question_highlights_the_date_in_the_english_answer():
     answer = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was formed on 7 May 2001."
     highlight = find_highlight("香港科技園幾時成立？", answer)
     assert highlight is not None and answer[highlight[0] : highlight[1]] == "7 May 2001"
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "date"),
+    [
+        ("When was HKSTP established?", "香港科技園公司（HKSTP）於2001年5月7日成立。", "2001年5月7日"),
+        ("香港科技園公司於何時成立？", "香港科技園公司（HKSTP）於2001年5月7日成立。", "2001年5月7日"),
+        ("When was the pilot scheme completed?", "多功能智慧燈柱試驗計劃於2023年12月完成。", "2023年12月"),
+        ("天文台幾時開始試用？", "並自2023年年中起試用人工智能天氣預測模型。", "2023年年中"),
+    ],
+)
+def test_a_date_in_chinese_text_is_highlighted_though_it_runs_into_the_characters(
+    question: str, answer: str, date: str
+):
+    """Chinese puts no space around a date ("於2001年5月7日成立"), so word boundaries do not find it."""
+    highlight = find_highlight(question, answer)
+    assert highlight is not None and answer[highlight[0] : highlight[1]] == date
