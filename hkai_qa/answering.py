@@ -25,7 +25,10 @@ _RANK_WEIGHT = 0.1
 # that holds the kind of answer asked for gains as much as coming from the top chunk.
 _TYPE_WEIGHT = 0.1
 _HOLDS = {
-    "date": re.compile(r"\b(1[89]|20)\d\d\b|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I),
+    # A year stands alone in English text; in Chinese it runs into the characters around it ("2023年12月").
+    "date": re.compile(
+        r"(?<![a-z\d])(1[89]|20)\d\d(?![a-z\d])|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I
+    ),
     "amount": re.compile(r"\d"),
 }
 # "What is X?" / "Who are X?": X is the subject a defining sentence names.
@@ -68,15 +71,18 @@ def extract_answer(
 ) -> Answer:
     """Pick the best-supported span from the hits, or abstain when confidence is too low."""
     index = retriever.index
-    calibration = calibration_for(index, retriever.space_for(question))
+    space = retriever.space_for(question)
+    calibration = calibration_for(index, space)
     threshold = calibration["threshold"] if min_confidence is None else min_confidence
-    best = _best(question, vector, hits, retriever) if retriever.can_read(question) else None
+    best = _best(question, vector, hits, retriever, space) if retriever.can_read(question) else None
     if best is None:
-        return Answer(question=question, text=None, confidence=0.0, citations=(), related=_related(hits, index))
+        return Answer(question=question, text=None, confidence=0.0, citations=(), related=related_sections(hits, index))
     candidates, (start, end), features = best
     confidence = _confidence(calibration, features)
     if confidence < threshold:
-        return Answer(question=question, text=None, confidence=confidence, citations=(), related=_related(hits, index))
+        return Answer(
+            question=question, text=None, confidence=confidence, citations=(), related=related_sections(hits, index)
+        )
     sentence = index.sentences[candidates[0].sentence]
     first = cite(index, sentence.document_id, sentence.section, start, end, candidates[0].similarity)
     answer_span = (sentence.document_id, sentence.section, start, end)
@@ -104,16 +110,15 @@ def answer_features(
     question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
 ) -> dict[str, float] | None:
     """The features the confidence model sees for the best candidate (for calibration)."""
-    best = _best(question, vector, hits, retriever)
+    best = _best(question, vector, hits, retriever, retriever.space_for(question))
     return None if best is None else best[2]
 
 
 def _best(
-    question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
+    question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever, space: str
 ) -> tuple[list[_Candidate], tuple[int, int], dict[str, float]] | None:
     """Ranked candidates, the answer span, and the confidence features of that span."""
     weights = _question_weights(question, retriever)
-    space = retriever.space_for(question)
     stretch = _MULTILINGUAL_STRETCH if space == MULTILINGUAL else 1.0
     sentence_vectors = retriever.vectors(space).sentence_vectors
     candidates = _candidates(vector, sentence_vectors, stretch, hits, retriever, weights, _expected_type(question))
@@ -284,7 +289,7 @@ def _supporting(
     ]
 
 
-def _related(hits: Sequence[Hit], index: Index, limit: int = 3) -> tuple[Citation, ...]:
+def related_sections(hits: Sequence[Hit], index: Index, limit: int = 3) -> tuple[Citation, ...]:
     """The closest sections when abstaining, so a reader can look for themselves."""
     related: list[Citation] = []
     seen: set[tuple[str, int]] = set()

@@ -17,7 +17,7 @@ import numpy as np
 from hkai_qa.answering import answer_features, extract_answer
 from hkai_qa.errors import InvalidRequest
 from hkai_qa.index import CALIBRATION_FEATURES
-from hkai_qa.retrieval import MODES, lexical_tokens
+from hkai_qa.retrieval import MODES
 from hkai_qa.service import QAService
 
 _BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
@@ -77,8 +77,7 @@ def run(service: QAService, questions: Sequence[Question], top_k: int = 3) -> li
         answer, _ = service.ask(question.question, top_k)
         latency = (time.perf_counter() - started) * 1000
         vector, hits = service.retrieve(question.question, top_k)
-        tokens = lexical_tokens(question.question)
-        ranks = {mode: _section_rank(service, question, vector, tokens, mode) for mode in MODES}
+        ranks = {mode: _section_rank(service, question, vector, mode) for mode in MODES}
         best = extract_answer(question.question, vector, hits, service.retriever, top_k, min_confidence=0.0)
         outcomes.append(
             Outcome(
@@ -108,14 +107,11 @@ def sentence_count(text: str) -> int:
     return len(blingfire.text_to_sentences_and_offsets(text)[1])
 
 
-def _section_rank(
-    service: QAService, question: Question, vector: np.ndarray, tokens: list[str], mode: str
-) -> int | None:
+def _section_rank(service: QAService, question: Question, vector: np.ndarray, mode: str) -> int | None:
     if not question.answerable:
         return None
     sections: list[tuple[str, str]] = []
-    space = service.retriever.space_for(question.question)
-    for hit in service.retriever.search(vector, tokens, 20, mode=mode, space=space):
+    for hit in service.ranking(question.question, 20, mode, vector=vector):
         key = (hit.chunk.document_id, service.index.section_of(hit.chunk).title)
         if key not in sections:
             sections.append(key)

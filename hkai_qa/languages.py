@@ -23,6 +23,21 @@ CJK = re.compile(
 )
 
 
+# Chinese words average about one and a half characters, so six characters weigh as much as four English words.
+CHARACTERS_PER_WORD = 1.5
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def mostly_other_script(text: str) -> bool:
+    """Whether most of a passage's words are outside the Latin script, so the English model cannot read it:
+    a Chinese paragraph that names "InnoHK" is; an English one that names 香港 is not. Han and kana count by
+    character (CHARACTERS_PER_WORD to a word), other scripts by word."""
+    text = unicodedata.normalize("NFKC", text)
+    words = _LETTERS.findall(CJK.sub(" ", text))
+    other = sum(_NOT_LATIN.search(word) is not None for word in words)
+    return len(CJK.findall(text)) / CHARACTERS_PER_WORD + other > len(words) - other
+
+
 @lru_cache(maxsize=4096)
 def needs_multilingual(text: str) -> bool:
     """Whether `text` holds a letter outside the Latin script: one such letter is enough, since a

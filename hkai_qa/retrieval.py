@@ -13,8 +13,9 @@ import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from hkai_qa.index import Index, VectorSpace, embedding_text
-from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, needs_multilingual
+from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, mostly_other_script, needs_multilingual
 from hkai_qa.types import Hit
+from hkai_qa.vector_index import search as vector_search
 
 # Words that carry meaning in this domain ("first cohort", "six principles", "found") stay searchable.
 _KEEP = {
@@ -83,6 +84,9 @@ class Retriever:
         ]
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus, show_progress=False)
+        # Chunks written mostly in another script (Chinese documents): the English model cannot read them.
+        self.other_script = np.array([mostly_other_script(index.chunk_text(c)) for c in index.chunks], dtype=bool)
+        self._any_other_script = bool(self.other_script.any())
         self._first_sentences = np.array([c.first_sentence for c in index.chunks], dtype=np.int64)
         self._sentence_counts = np.array([c.last_sentence - c.first_sentence + 1 for c in index.chunks], dtype=np.int64)
         frequency: Counter[str] = Counter()
@@ -109,6 +113,19 @@ class Retriever:
         English model cannot read it, and what it would find is noise, never an answer."""
         return self.multilingual or not needs_multilingual(question)
 
+    def readable_chunks(self, text: str) -> np.ndarray | None:
+        """The chunks a question's own space may rank, as a mask; None for all of them. A question in the
+        English space skips the chunks in other scripts when the multilingual space can take them instead
+        (`other_script_pass`): what the English model makes of Chinese text is noise."""
+        if self.space_for(text) == ENGLISH and self.other_script_pass(text):
+            return ~self.other_script
+        return None
+
+    def other_script_pass(self, text: str) -> bool:
+        """Whether an English question also goes, through the multilingual space, to the chunks in other
+        scripts: when the index has that space and such chunks (Chinese documents among English ones)."""
+        return self.multilingual and self._any_other_script and not needs_multilingual(text)
+
     def vectors(self, space: str) -> VectorSpace:
         """The chunk and sentence vectors of one space; ValueError for a space the index does not have."""
         if space == ENGLISH:
@@ -127,9 +144,16 @@ class Retriever:
         return math.log(1.0 + (self._n - df + 0.5) / (df + 0.5))
 
     def search(
-        self, vector: np.ndarray, tokens: list[str], k: int, mode: str = "hybrid", space: str = ENGLISH
+        self,
+        vector: np.ndarray,
+        tokens: list[str],
+        k: int,
+        mode: str = "hybrid",
+        space: str = ENGLISH,
+        among: np.ndarray | None = None,
     ) -> list[Hit]:
-        """The best `k` chunks for a question vector (of `space`) and its lexical tokens.
+        """The best `k` chunks for a question vector (of `space`) and its lexical tokens, only among the chunks
+        the boolean mask `among` marks when it is given.
 
         The dense side ranks a chunk by its own similarity plus that of its closest sentence, so one
         sentence that matches the question well is not drowned by the rest of its chunk; BM25 ranks
@@ -138,15 +162,18 @@ class Retriever:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
         vectors = self.vectors(space)
-        depth = min(max(k * 4, 50), len(self.index.chunks))
+        allowed = None if among is None else np.flatnonzero(among)
+        depth = min(max(k * 4, 50), len(self.index.chunks) if allowed is None else len(allowed))
         if depth == 0:
             return []
-        similarities, ids = vectors.chunk_vectors.search(vector.reshape(1, -1), depth)
+        similarities, ids = vector_search(vectors.chunk_vectors, vector.reshape(1, -1), depth, allowed)
         found = ids[0] >= 0
         pool, pool_similarity = ids[0][found].astype(np.int64), similarities[0][found]
         lexical = np.empty(0, dtype=np.int64)
         if mode in ("hybrid", "bm25") and tokens:
             scores = self._bm25.get_scores(tokens)
+            if among is not None:
+                scores = np.where(among, scores, 0.0)
             top = np.argsort(-scores, kind="stable")[:depth]
             lexical = top[scores[top] > 0].astype(np.int64)
         in_pool = set(pool.tolist())

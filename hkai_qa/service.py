@@ -6,12 +6,13 @@ import asyncio
 import logging
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, replace
 
 import numpy as np
 from cachetools import LRUCache
 
-from hkai_qa.answering import extract_answer
+from hkai_qa.answering import extract_answer, related_sections
 from hkai_qa.batching import QuestionBatcher
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder, embedder_for
@@ -124,10 +125,13 @@ class QAService:
         """Answer a question; returns the answer and the milliseconds it took."""
         started = time.perf_counter()
         retriever = snapshot or self._retriever
-        question = self._check(question, top_k, "question")
+        asked, question = question.strip(), self._check(question, top_k, "question")
         vector, hits = self.retrieve(question, top_k, retriever)
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
-        return answer, (time.perf_counter() - started) * 1000
+        if answer.text is None and retriever.other_script_pass(question):
+            vector = self._encode(question, retriever, MULTILINGUAL)
+            answer = self._with_other_scripts_related(question, vector, hits, retriever, answer)
+        return replace(answer, question=asked), (time.perf_counter() - started) * 1000
 
     async def ask_async(
         self, question: str, top_k: int = 3, snapshot: Retriever | None = None
@@ -139,19 +143,22 @@ class QAService:
         """
         started = time.perf_counter()
         retriever = snapshot or self._retriever
-        question = self._check(question, top_k, "question")
+        asked, question = question.strip(), self._check(question, top_k, "question")
         space = retriever.space_for(question)
         key = (" ".join(question.casefold().split()), top_k, retriever.index.version, space)
         cached = self._cached(key)
         if cached is not None:
-            return replace(cached, question=question), (time.perf_counter() - started) * 1000, True
+            return replace(cached, question=asked), (time.perf_counter() - started) * 1000, True
         vector = await self._encode_async(question, retriever)
         hits = self._search(question, vector, max(self.settings.candidates, top_k), retriever)
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
+        if answer.text is None and retriever.other_script_pass(question):
+            vector = await self._encode_async(question, retriever, MULTILINGUAL)
+            answer = self._with_other_scripts_related(question, vector, hits, retriever, answer)
         if self._answers is not None:
             with self._answers_lock:
                 self._answers[key] = answer
-        return answer, (time.perf_counter() - started) * 1000, False
+        return replace(answer, question=asked), (time.perf_counter() - started) * 1000, False
 
     def _cached(self, key: tuple[str, int, str, str]) -> Answer | None:
         if self._answers is None:
@@ -171,19 +178,59 @@ class QAService:
         return vector, self._search(question, vector, max(self.settings.candidates, top_k), retriever)
 
     @staticmethod
-    def _search(text: str, vector: np.ndarray, k: int, retriever: Retriever) -> list[Hit]:
-        """Hybrid search in the text's space; words only when no model here can read the text (Chinese with
-        the multilingual model off): an English vector of Chinese text finds noise, its words do not."""
-        mode = "hybrid" if retriever.can_read(text) else "bm25"
-        return retriever.search(vector, lexical_tokens(text), k, mode=mode, space=retriever.space_for(text))
+    def _search(text: str, vector: np.ndarray, k: int, retriever: Retriever, mode: str = "hybrid") -> list[Hit]:
+        """Hybrid search in the text's space, among the chunks that space can read; words only when no model
+        here can read the text (Chinese with the multilingual model off): an English vector of Chinese text
+        finds noise, its words do not."""
+        mode = mode if retriever.can_read(text) else "bm25"
+        space, among = retriever.space_for(text), retriever.readable_chunks(text)
+        return retriever.search(vector, lexical_tokens(text), k, mode=mode, space=space, among=among)
+
+    def _with_other_scripts_related(
+        self, question: str, vector: np.ndarray, hits: list[Hit], retriever: Retriever, abstention: Answer
+    ) -> Answer:
+        """An English question the English documents do not answer, in an index that also holds Chinese ones:
+        the closest sections are those of both rankings merged, the Chinese chunks ranked by the multilingual
+        model (`vector`). They are offered to read, never taken as the answer: across languages that model's
+        confidence does not tell a right answer from an off-topic one well enough (see the README)."""
+        other = self._search_other_scripts(question, vector, self.settings.candidates, retriever)
+        return replace(
+            abstention, related=related_sections(_merge(hits, other, len(hits) + len(other)), retriever.index)
+        )
+
+    @staticmethod
+    def _search_other_scripts(
+        text: str, vector: np.ndarray, k: int, retriever: Retriever, mode: str = "hybrid"
+    ) -> list[Hit]:
+        tokens = lexical_tokens(text)
+        return retriever.search(vector, tokens, k, mode=mode, space=MULTILINGUAL, among=retriever.other_script)
 
     def search(self, query: str, top_k: int = 10, snapshot: Retriever | None = None) -> tuple[list[Passage], float]:
         """The best passages for a query, most relevant first, and the milliseconds it took."""
         started = time.perf_counter()
         retriever = snapshot or self._retriever
         query = self._check(query, top_k, "query")
-        vector = self._encode(query, retriever)
-        return self._passages(query, vector, top_k, retriever), (time.perf_counter() - started) * 1000
+        hits = self.ranking(query, top_k, snapshot=retriever)
+        return self._passages(hits, retriever), (time.perf_counter() - started) * 1000
+
+    def ranking(
+        self,
+        text: str,
+        k: int,
+        mode: str = "hybrid",
+        snapshot: Retriever | None = None,
+        vector: np.ndarray | None = None,
+    ) -> list[Hit]:
+        """The chunks `/search` lists for a text: its own space's ranking, merged with the Chinese chunks'
+        ranking for an English text when the index has them. `vector`: the text's vector in its own space,
+        when the caller has it already."""
+        retriever = snapshot or self._retriever
+        vector = self._encode(text, retriever) if vector is None else vector
+        hits = self._search(text, vector, k, retriever, mode)
+        if retriever.other_script_pass(text):
+            other = self._encode(text, retriever, MULTILINGUAL)
+            hits = _merge(hits, self._search_other_scripts(text, other, k, retriever, mode), k)
+        return hits
 
     async def search_async(
         self, query: str, top_k: int = 10, snapshot: Retriever | None = None
@@ -192,8 +239,11 @@ class QAService:
         started = time.perf_counter()
         retriever = snapshot or self._retriever
         query = self._check(query, top_k, "query")
-        vector = await self._encode_async(query, retriever)
-        return self._passages(query, vector, top_k, retriever), (time.perf_counter() - started) * 1000
+        hits = self._search(query, await self._encode_async(query, retriever), top_k, retriever)
+        if retriever.other_script_pass(query):
+            vector = await self._encode_async(query, retriever, MULTILINGUAL)
+            hits = _merge(hits, self._search_other_scripts(query, vector, top_k, retriever), top_k)
+        return self._passages(hits, retriever), (time.perf_counter() - started) * 1000
 
     def _retriever_for(self, index: Index) -> Retriever:
         """A retriever that uses the index's multilingual space only when this process has the very model that
@@ -218,32 +268,32 @@ class QAService:
             return Retriever(index, multilingual=False)
         return Retriever(index)
 
-    def _encode(self, text: str, retriever: Retriever) -> np.ndarray:
-        """The question's vector in the space the retriever matches it in."""
-        if retriever.space_for(text) == MULTILINGUAL and self.multilingual is not None:
+    def _encode(self, text: str, retriever: Retriever, space: str | None = None) -> np.ndarray:
+        """The question's vector in `space`, by default the one the retriever matches it in."""
+        if (space or retriever.space_for(text)) == MULTILINGUAL and self.multilingual is not None:
             vectors = self.multilingual.encode_questions([text])
         else:
             vectors = self._encode_questions([text])
         vector: np.ndarray = vectors[0]
         return vector
 
-    async def _encode_async(self, text: str, retriever: Retriever) -> np.ndarray:
-        """`_encode` off the event loop: English through the micro-batcher, other scripts on a worker thread;
-        Overloaded (503) at once when `max_pending` of those are already waiting, as for English."""
-        if retriever.space_for(text) == MULTILINGUAL and self.multilingual is not None:
+    async def _encode_async(self, text: str, retriever: Retriever, space: str | None = None) -> np.ndarray:
+        """`_encode` off the event loop: English through the micro-batcher, the multilingual model on a worker
+        thread; Overloaded (503) at once when `max_pending` of those are already waiting, as for English."""
+        if (space or retriever.space_for(text)) == MULTILINGUAL and self.multilingual is not None:
             if not self._multilingual_pending.acquire(blocking=False):
                 raise Overloaded("the server is busy answering other questions; try again in a moment")
             try:
-                vector: np.ndarray = await asyncio.to_thread(self._encode, text, retriever)
+                vector: np.ndarray = await asyncio.to_thread(self._encode, text, retriever, MULTILINGUAL)
             finally:
                 self._multilingual_pending.release()
         else:
             vector = await asyncio.wrap_future(self.batcher.submit(text))
         return vector
 
-    def _passages(self, query: str, vector: np.ndarray, top_k: int, retriever: Retriever) -> list[Passage]:
+    @staticmethod
+    def _passages(hits: list[Hit], retriever: Retriever) -> list[Passage]:
         index = retriever.index
-        hits = self._search(query, vector, top_k, retriever)
         passages = [
             Passage(
                 hit=hit,
@@ -275,7 +325,9 @@ class QAService:
             raise InvalidRequest(f"the {field} is longer than {self.settings.max_question_chars} characters")
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}")
-        return text
+        # Compatibility forms read as what they stand for: full-width "ＡＳＴＲＩ" (as a Chinese input method
+        # types it) is ASTRI to both models and to BM25; the answer still shows the question as asked.
+        return unicodedata.normalize("NFKC", text)
 
 
 class IndexWatcher:
@@ -306,3 +358,10 @@ class IndexWatcher:
                 pass  # logged by reload(); the old version keeps serving
             except Exception:  # a watcher that dies silently would stop all future reloads
                 log.exception("index watcher: unexpected error while checking for a new version")
+
+
+def _merge(first: list[Hit], second: list[Hit], k: int) -> list[Hit]:
+    """Two searches' hits as one ranking by fused score (each search's own best scores near 1), the first
+    search's hit first on a tie: an English query lists the English and the Chinese passages by merit."""
+    merged = sorted([*first, *second], key=lambda hit: -hit.score)[:k]
+    return [replace(hit, rank=rank) for rank, hit in enumerate(merged)]

@@ -9,7 +9,7 @@ import pytest
 from hkai_qa.building import build_index
 from hkai_qa.embedding import Embedder
 from hkai_qa.index import load_index
-from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, SPACES, needs_multilingual
+from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, SPACES, mostly_other_script, needs_multilingual
 from hkai_qa.multilingual_embedding import MultilingualEmbedder
 from hkai_qa.retrieval import Retriever, lexical_tokens
 
@@ -200,3 +200,22 @@ def test_a_chinese_question_finds_its_english_answer_in_the_multilingual_space(
     # the similarity reported is the multilingual one: a one-sentence chunk's vector is its sentence's
     expected = float(index.multilingual.sentence_vectors[hits[0].chunk.first_sentence] @ vector)
     assert hits[0].similarity == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("text", "other"),
+    [
+        ("香港科技園公司（HKSTP）於2001年5月7日成立。", True),
+        ("政府為InnoHK旗艦項目撥款100億元，InnoHK啟動典禮於2022年5月25日舉行。", True),  # Latin names inside
+        ("医院管理局的一个人工智能模型每日处理约2,000张胸部X光片。", True),
+        ("Москва — столица России.", True),  # by word for scripts with spaces
+        ("Hong Kong (香港) is a city of seven million people.", False),  # a Chinese name inside English
+        ("Cyberport 同 Canton Data Exchange、China Unicom Global 簽咗 MoU", False),  # mostly English words
+        ("The Hong Kong Science and Technology Parks Corporation was formed on 7 May 2001.", False),
+        ("2001 -- 100% !?", False),
+        ("", False),
+    ],
+)
+def test_a_passage_is_in_another_script_when_most_of_its_words_are(text: str, other: bool) -> None:
+    """Which chunks the English model cannot read: Chinese characters count at 1.5 to a word."""
+    assert mostly_other_script(text) is other

@@ -39,6 +39,22 @@ def test_a_repeated_question_comes_from_the_cache_with_the_asker_s_wording(servi
     assert direct.text == first[1]
 
 
+def test_full_width_latin_is_read_as_the_letters_it_stands_for(service: QAService) -> None:
+    """A Chinese input method types "ＡＳＴＲＩ": the same question as "ASTRI" to both models and to BM25, so the
+    same answer; the answer still shows the question as it was asked."""
+    plain, _ = service.ask("When was ASTRI founded?")
+    assert plain.text is not None and "2000" in plain.text
+    for wide in ("Ｗｈｅｎ ｗａｓ ＡＳＴＲＩ ｆｏｕｎｄｅｄ？", "When was ＡＳＴＲＩ founded?"):
+        answer, _ = service.ask(wide)
+        assert (answer.text, answer.confidence, answer.citations) == (plain.text, plain.confidence, plain.citations)
+        assert answer.question == wide
+        over_http, _, _ = asyncio.run(service.ask_async(wide))
+        assert (over_http.text, over_http.question) == (plain.text, wide)
+    assert [p.hit.chunk.id for p in service.search("ＡＳＴＲＩ")[0]] == [
+        p.hit.chunk.id for p in service.search("ASTRI")[0]
+    ]
+
+
 def _wait_for(client: httpx.Client, path: str, status: int, seconds: float = 120) -> httpx.Response:
     deadline = time.monotonic() + seconds
     while True:

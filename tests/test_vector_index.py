@@ -21,6 +21,7 @@ from hkai_qa.vector_index import (
     VectorIndexSpec,
     build_vector_index,
     choose_vector_index,
+    search,
 )
 from hkai_qa.versions import VERSIONS
 
@@ -184,3 +185,19 @@ def test_an_ivf_file_without_its_direct_map_is_refused(tmp_path):
     _edit_manifest(tmp_path, version, lambda m: m["files"].update({"chunks.faiss": checksum}))
     with pytest.raises(IndexInvalid, match="cannot reconstruct its vectors"):
         load_version(tmp_path, version, MODEL)
+
+
+@pytest.mark.parametrize("spec", [VectorIndexSpec("flat"), VectorIndexSpec("ivf", nlist=16, nprobe=16)])
+def test_a_search_among_some_ids_finds_exactly_their_nearest(spec: VectorIndexSpec):
+    """A filtered search (FAISS's own id selector) is the exact nearest among the allowed ids, for IVF too when
+    every list is probed; its scores are the true inner products."""
+    vectors = _clustered(2_000, seed=7)
+    index = build_vector_index(vectors, spec)
+    queries = _clustered(5, seed=8)
+    among = np.flatnonzero(np.random.default_rng(1).random(len(vectors)) < 0.3)
+    scores, ids = search(index, queries, 10, among)
+    exact = queries @ vectors[among].T
+    expected = among[np.argsort(-exact, axis=1)[:, :10]]
+    assert np.array_equal(ids, expected)
+    assert np.allclose(scores, np.take_along_axis(queries @ vectors.T, ids, axis=1), atol=1e-5)
+    assert np.array_equal(search(index, queries, 10)[1][:, 0], np.argmax(queries @ vectors.T, axis=1))
