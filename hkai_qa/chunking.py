@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import blingfire
 
+from hkai_qa.languages import CHARACTERS_PER_WORD
 from hkai_qa.types import Chunk, Document, Sentence
 
 # A line that starts one of these begins a new block even without a blank line before it.
@@ -28,13 +29,12 @@ _CJK = f"{_HAN}\u3000-\u303f\uff01-\uff60"  # with CJK and full-width punctuatio
 _CJK_TEXT = re.compile(f"[{_CJK}]")
 # A Chinese sentence ends at 。！？ and keeps any run of them ("？！") and the closing quotes or brackets after them.
 _CJK_END = re.compile(r"(?:[。！？][」』”’）〕】》〉)]*)+")
+_OPENING_QUOTE = {"」": "「", "』": "『", "”": "“", "’": "‘"}
 # blingfire reads a line break as a space, but Chinese text is not wrapped, so a break between Chinese text ends a
 # sentence; with English on either side it may be a wrapped English sentence that names something in Chinese.
 _CJK_LINE_BREAK = re.compile(f"(?<=[{_CJK}])[ \t]*\n(?=[ \t]*[{_CJK}])")
 _HAN_CHARACTER = re.compile(f"[{_HAN}]")
 _WORD = re.compile(f"[^\\W{_HAN}]+")  # \w+ without Han, which has no spaces and is counted by character
-# Chinese words average about one and a half characters, so six characters weigh as much as four English words.
-_CHARACTERS_PER_WORD = 1.5
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -121,14 +121,31 @@ def _sentence_spans(block: str) -> list[tuple[int, int]]:
 
 
 def _split_chinese(block: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Cut again at Chinese sentence ends and line breaks; blingfire cuts "「好！」" before its closing quote."""
+    """Cut again at Chinese sentence ends and line breaks; blingfire cuts "「好！」" before its closing quote.
+
+    A quotation that opens a sentence and runs straight on into it is that sentence's subject, not a sentence:
+    "「你好嗎？」是它最常聽到的一句話。" is one sentence; "他問：「你好嗎？」" then "她笑了。" are two."""
     ends = list(_CJK_END.finditer(block))
     inside = {i for end in ends for i in range(end.start() + 1, end.end())}
-    cuts = {b for _, b in spans} - inside
-    cuts |= {end.end() for end in ends} | {brk.start() for brk in _CJK_LINE_BREAK.finditer(block)}
+    quoted = {i for end in ends if _opens_and_runs_on(block, end) for i in range(end.start(), end.end() + 1)}
+    cuts = {b for _, b in spans} - inside - quoted
+    cuts |= {end.end() for end in ends if not _opens_and_runs_on(block, end)}
+    cuts |= {brk.start() for brk in _CJK_LINE_BREAK.finditer(block)}
     # Consecutive cuts cover the whole block, so only whitespace (stripped by the caller) falls between sentences.
     bounds = [0, *sorted(cut for cut in cuts if 0 < cut < len(block)), len(block)]
     return [(a, b) for a, b in itertools.pairwise(bounds) if block[a:b].strip()]
+
+
+def _opens_and_runs_on(block: str, end: re.Match[str]) -> bool:
+    """Whether a sentence end that closes a quotation ("？」") closes one that opened its sentence, with text
+    following at once: then the quotation is a part of the sentence."""
+    closing = end.group()[-1]
+    opening = _OPENING_QUOTE.get(closing)
+    if opening is None or end.end() >= len(block) or block[end.end()].isspace():
+        return False
+    start = block.rfind(opening, 0, end.start())
+    before = block[:start].rstrip()
+    return start >= 0 and (not before or before[-1] in "。！？」』”’\n")
 
 
 def _blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -160,5 +177,5 @@ def _is_citable(sentence: str) -> bool:
     """Source lines and fragments (such as a text cut off mid-sentence) are never answers."""
     if _NOT_AN_ANSWER.match(sentence):
         return False
-    words = len(_WORD.findall(sentence)) + len(_HAN_CHARACTER.findall(sentence)) / _CHARACTERS_PER_WORD
+    words = len(_WORD.findall(sentence)) + len(_HAN_CHARACTER.findall(sentence)) / CHARACTERS_PER_WORD
     return words >= _MIN_WORDS

@@ -163,6 +163,10 @@ def test_chinese_mixed_with_english(text: str, expected: list[tuple[str, bool]])
         ("報告指出：『這是真的嗎？』』記者問。", ["報告指出：『這是真的嗎？』』", "記者問。"]),
         ("（詳情見附件！）下一段開始。", ["（詳情見附件！）", "下一段開始。"]),
         ("真的嗎？！是的。。。", ["真的嗎？！", "是的。。。"]),
+        # A quotation that opens the sentence and runs on is its subject, not a sentence of its own.
+        ("「你好嗎？」是它最常聽到的一句話。", ["「你好嗎？」是它最常聽到的一句話。"]),
+        ("我很好。「你好嗎？」是它最常聽到的一句話。", ["我很好。", "「你好嗎？」是它最常聽到的一句話。"]),
+        ("“真的嗎？”成了口頭禪。她問：“真的嗎？”他點頭。", ["“真的嗎？”成了口頭禪。", "她問：“真的嗎？”", "他點頭。"]),
     ],
 )
 def test_chinese_closing_quotes_and_runs_of_marks_stay_with_their_sentence(text: str, expected: list[str]):
