@@ -38,6 +38,16 @@ def mostly_other_script(text: str) -> bool:
     return len(CJK.findall(text)) / CHARACTERS_PER_WORD + other > len(words) - other
 
 
+# Full-width ASCII (U+FF01-U+FF5E) and the ideographic space, as Chinese input methods type them: "ＡＳＴＲＩ".
+_HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def fold_width(text: str) -> str:
+    """Full-width letters, digits and punctuation as their ASCII forms ("ＡＳＴＲＩ" -> "ASTRI"), nothing else
+    (NFKC would also turn "D²4H" into "D24H")."""
+    return text.translate(_HALF_WIDTH)
+
+
 @lru_cache(maxsize=4096)
 def needs_multilingual(text: str) -> bool:
     """Whether `text` holds a letter outside the Latin script: one such letter is enough, since a

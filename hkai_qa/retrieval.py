@@ -13,7 +13,7 @@ import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from hkai_qa.index import Index, VectorSpace, embedding_text
-from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, mostly_other_script, needs_multilingual
+from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, fold_width, mostly_other_script, needs_multilingual
 from hkai_qa.types import Hit
 from hkai_qa.vector_index import search as vector_search
 
@@ -43,9 +43,10 @@ def lexical_tokens(text: str) -> list[str]:
     """Lower-cased, stemmed content tokens; compound identifiers also yield their parts.
 
     Chinese (and other CJK) text has no spaces between words: its runs yield overlapping character
-    pairs ("智慧燈柱" -> 智慧 慧燈 燈柱), which need no dictionary and keep Traditional characters as written."""
+    pairs ("智慧燈柱" -> 智慧 慧燈 燈柱), which need no dictionary and keep Traditional characters as written.
+    Full-width letters and digits are read as ASCII ("ＡＩ" -> ai, "２００１" -> 2001), in questions and texts alike."""
     tokens: list[str] = []
-    for number, piece in enumerate(_CJK_RUN.split(text.lower().replace("’", "'"))):
+    for number, piece in enumerate(_CJK_RUN.split(fold_width(text).lower().replace("’", "'"))):
         if number % 2:  # a CJK run
             tokens.extend([piece] if len(piece) == 1 else [piece[i : i + 2] for i in range(len(piece) - 1)])
             continue

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,7 +17,7 @@ from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder, embedder_for
 from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest, ModelNotFound, Overloaded
 from hkai_qa.index import Index, load_index, load_version
-from hkai_qa.languages import MULTILINGUAL
+from hkai_qa.languages import MULTILINGUAL, fold_width
 from hkai_qa.multilingual_embedding import DIMENSION, multilingual_embedder_for
 from hkai_qa.retrieval import Retriever, lexical_tokens
 from hkai_qa.types import Answer, Document, Hit
@@ -325,9 +324,9 @@ class QAService:
             raise InvalidRequest(f"the {field} is longer than {self.settings.max_question_chars} characters")
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}")
-        # Compatibility forms read as what they stand for: full-width "ＡＳＴＲＩ" (as a Chinese input method
-        # types it) is ASTRI to both models and to BM25; the answer still shows the question as asked.
-        return unicodedata.normalize("NFKC", text)
+        # Full-width "ＡＳＴＲＩ" (as a Chinese input method types it) is ASTRI to both models and to BM25; the
+        # answer still shows the question as asked.
+        return fold_width(text)
 
 
 class IndexWatcher:

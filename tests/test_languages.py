@@ -9,7 +9,15 @@ import pytest
 from hkai_qa.building import build_index
 from hkai_qa.embedding import Embedder
 from hkai_qa.index import load_index
-from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, SPACES, mostly_other_script, needs_multilingual
+from hkai_qa.languages import (
+    CJK,
+    ENGLISH,
+    MULTILINGUAL,
+    SPACES,
+    fold_width,
+    mostly_other_script,
+    needs_multilingual,
+)
 from hkai_qa.multilingual_embedding import MultilingualEmbedder
 from hkai_qa.retrieval import Retriever, lexical_tokens
 
@@ -219,3 +227,13 @@ def test_a_chinese_question_finds_its_english_answer_in_the_multilingual_space(
 def test_a_passage_is_in_another_script_when_most_of_its_words_are(text: str, other: bool) -> None:
     """Which chunks the English model cannot read: Chinese characters count at 1.5 to a word."""
     assert mostly_other_script(text) is other
+
+
+def test_full_width_ascii_folds_and_nothing_else_does() -> None:
+    """What a Chinese input method types for Latin text becomes ASCII; other compatibility forms stay as written
+    (NFKC would make the name "D²4H" into "D24H", which no document says)."""
+    assert fold_width("Ｗｈｅｎ ｗａｓ ＡＳＴＲＩ ｆｏｕｎｄｅｄ？") == "When was ASTRI founded?"
+    assert fold_width("２００１年，（ＨＫ＄３）\u3000！") == "2001年,(HK$3) !"
+    for kept in ("D²4H", "ﬁrst", "½", "①", "香港。「」、", "café"):
+        assert fold_width(kept) == kept
+    assert lexical_tokens("ＡＩ ｉｎ ２００１，ＨＫ＄３") == lexical_tokens("AI in 2001, HK$3")
