@@ -30,6 +30,8 @@ _CJK_TEXT = re.compile(f"[{_CJK}]")
 # A Chinese sentence ends at 。！？ and keeps any run of them ("？！") and the closing quotes or brackets after them.
 _CJK_END = re.compile(r"(?:[。！？][」』”’）〕】》〉)]*)+")
 _OPENING_QUOTE = {"」": "「", "』": "『", "”": "“", "’": "‘"}
+# A quotation within one line: the sentence ends inside it ("「你好嗎？我很好。」") are not the sentence's.
+_QUOTATION = re.compile(r"「[^「」\n]{1,200}」|『[^『』\n]{1,200}』|“[^“”\n]{1,200}”")
 # blingfire reads a line break as a space, but Chinese text is not wrapped, so a break between Chinese text ends a
 # sentence; with English on either side it may be a wrapped English sentence that names something in Chinese.
 _CJK_LINE_BREAK = re.compile(f"(?<=[{_CJK}])[ \t]*\n(?=[ \t]*[{_CJK}])")
@@ -123,13 +125,14 @@ def _sentence_spans(block: str) -> list[tuple[int, int]]:
 def _split_chinese(block: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Cut again at Chinese sentence ends and line breaks; blingfire cuts "「好！」" before its closing quote.
 
-    A quotation that opens a sentence and runs straight on into it is that sentence's subject, not a sentence:
-    "「你好嗎？」是它最常聽到的一句話。" is one sentence; "他問：「你好嗎？」" then "她笑了。" are two."""
+    Sentence ends inside a quotation are the quotation's, and a quotation that opens a sentence and runs
+    straight on into it is that sentence's subject, not a sentence: "「你好嗎？」是它最常聽到的一句話。" is one
+    sentence; "他問：「你好嗎？我很好。」" then "她笑了。" are two."""
     ends = list(_CJK_END.finditer(block))
     inside = {i for end in ends for i in range(end.start() + 1, end.end())}
-    quoted = {i for end in ends if _opens_and_runs_on(block, end) for i in range(end.start(), end.end() + 1)}
-    cuts = {b for _, b in spans} - inside - quoted
-    cuts |= {end.end() for end in ends if not _opens_and_runs_on(block, end)}
+    inside |= {i for quote in _QUOTATION.finditer(block) for i in range(quote.start() + 1, quote.end())}
+    runs_on = {end.end() for end in ends if _opens_and_runs_on(block, end)}
+    cuts = ({b for _, b in spans} | {end.end() for end in ends}) - inside - runs_on
     cuts |= {brk.start() for brk in _CJK_LINE_BREAK.finditer(block)}
     # Consecutive cuts cover the whole block, so only whitespace (stripped by the caller) falls between sentences.
     bounds = [0, *sorted(cut for cut in cuts if 0 < cut < len(block)), len(block)]
@@ -139,12 +142,11 @@ def _split_chinese(block: str, spans: list[tuple[int, int]]) -> list[tuple[int, 
 def _opens_and_runs_on(block: str, end: re.Match[str]) -> bool:
     """Whether a sentence end that closes a quotation ("？」") closes one that opened its sentence, with text
     following at once: then the quotation is a part of the sentence."""
-    closing = end.group()[-1]
-    opening = _OPENING_QUOTE.get(closing)
+    opening = _OPENING_QUOTE.get(end.group()[-1])
     if opening is None or end.end() >= len(block) or block[end.end()].isspace():
         return False
     start = block.rfind(opening, 0, end.start())
-    before = block[:start].rstrip()
+    before = block[:start].rstrip(" \t\u3000")
     return start >= 0 and (not before or before[-1] in "。！？」』”’\n")
 
 

@@ -167,6 +167,10 @@ def test_chinese_mixed_with_english(text: str, expected: list[tuple[str, bool]])
         ("「你好嗎？」是它最常聽到的一句話。", ["「你好嗎？」是它最常聽到的一句話。"]),
         ("我很好。「你好嗎？」是它最常聽到的一句話。", ["我很好。", "「你好嗎？」是它最常聽到的一句話。"]),
         ("“真的嗎？”成了口頭禪。她問：“真的嗎？”他點頭。", ["“真的嗎？”成了口頭禪。", "她問：“真的嗎？”", "他點頭。"]),
+        ("標題\n「你好嗎？」是它最常聽到的一句話。", ["標題", "「你好嗎？」是它最常聽到的一句話。"]),
+        # Sentence ends inside a quotation are the quotation's.
+        ("「你好嗎？我很好。」是常見的對話。", ["「你好嗎？我很好。」是常見的對話。"]),
+        ("他說：「你好嗎？我很好。」然後走了。", ["他說：「你好嗎？我很好。」", "然後走了。"]),
     ],
 )
 def test_chinese_closing_quotes_and_runs_of_marks_stay_with_their_sentence(text: str, expected: list[str]):
