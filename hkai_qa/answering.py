@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from hkai_qa.citations import cite
-from hkai_qa.highlighting import expected_answer, find_highlight
+from hkai_qa.highlighting import CHINESE_YEAR, expected_answer, find_highlight
 from hkai_qa.index import Index
 from hkai_qa.languages import MULTILINGUAL
 from hkai_qa.retrieval import Retriever, question_tokens, word_tokens
@@ -25,9 +25,8 @@ _RANK_WEIGHT = 0.1
 # that holds the kind of answer asked for gains as much as coming from the top chunk.
 _TYPE_WEIGHT = 0.1
 _HOLDS = {
-    # A year stands alone in English text; in Chinese it runs into the characters around it ("2023年12月").
     "date": re.compile(
-        r"(?<![a-z\d])(1[89]|20)\d\d(?![a-z\d])|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I
+        rf"\b(1[89]|20)\d\d\b|{CHINESE_YEAR}|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I
     ),
     "amount": re.compile(r"\d"),
 }

@@ -11,12 +11,14 @@ from typing import Literal
 
 from hkai_qa.retrieval import STOPWORDS, question_tokens, word_tokens
 
+# A year in Chinese text, where no word boundary sets it off: "於2001年" is a date, "撥款2000萬元" is not.
+CHINESE_YEAR = r"(?<!\d)(?:1[89]|20)\d\d年"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE = re.compile(
     rf"\b(?:\d{{1,2}}\s+{_MONTH}\s+(?:19|20)\d\d|{_MONTH}\s+\d{{1,2}},?\s+(?:19|20)\d\d|{_MONTH}\s+(?:19|20)\d\d"
     rf"|(?:early|mid|late)-?\s?(?:19|20)\d\d|(?:19|20)\d\d(?:/\d\d|-\d\d)?)\b"
     # Chinese dates run into the characters around them: "於2001年5月7日成立", "2023年年中".
-    r"|(?<!\d)(?:19|20)\d\d年(?:\d{1,2}月(?:\d{1,2}日)?|年[初中底])?"
+    rf"|{CHINESE_YEAR}(?:\d{{1,2}}月(?:\d{{1,2}}日)?|年[初中底])?"
 )
 _AMOUNT = re.compile(
     r"(?<![\w.$-])(?:HK\$|US\$|RMB\s?|\$)?\d[\d,]*(?:\.\d+)?(?:-\d+)?\+?(?:-[a-z]+)?"

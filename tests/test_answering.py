@@ -230,3 +230,22 @@ def test_a_chinese_question_searches_the_multilingual_vectors(service: QAService
     for hit in hits:  # each hit's similarity is measured in the multilingual space, not the English one
         stored = space.chunk_vectors.reconstruct(hit.chunk.id)
         assert hit.similarity == pytest.approx(float(stored @ vector), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "holds"),
+    [
+        ("ASTRI was founded in 2000.", True),
+        ("The scheme opened in May.", True),
+        ("香港應用科技研究院（ASTRI）由香港特區政府於2000年成立。", True),  # the year runs into the characters
+        ("多功能智慧燈柱試驗計劃於2023年12月完成。", True),
+        ("政府撥款2000萬元。", False),  # an amount, not a year
+        ("約1800名學生參加。", False),
+        ("FY2019 budget", False),
+    ],
+)
+def test_a_sentence_holds_a_date_when_it_names_a_year_or_month(sentence: str, holds: bool):
+    """What "When ...?" ranks higher: the same rule for English and Chinese text as the highlight's."""
+    from hkai_qa.answering import _HOLDS
+
+    assert bool(_HOLDS["date"].search(sentence)) is holds
