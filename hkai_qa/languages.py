@@ -54,3 +54,26 @@ def needs_multilingual(text: str) -> bool:
     question such as "ASTRI 係幾時成立？" is mostly Latin letters yet only readable as Chinese. Compatibility
     forms count as what they stand for: full-width "ＡＩ" and the ligature "ﬁ" are Latin."""
     return _NOT_LATIN.search(unicodedata.normalize("NFKC", text)) is not None
+
+
+# Refused in questions and queries: C0 and C1 control characters other than tab, line feed and carriage
+# return, and the bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which
+# can make text display differently from what it says. The marks U+200E, U+200F and U+061C stay allowed:
+# they are ordinary in copied Arabic and Hebrew text and only set the direction of their own place.
+REFUSED_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_REFUSED = re.compile(f"[{REFUSED_CHARACTERS}]")
+
+
+def refused_character(text: str) -> tuple[str, str] | None:
+    """The kind and the message for the first character a question may not hold, or None: the one rule for
+    HTTP (422) and the command line."""
+    found = _REFUSED.search(text)
+    if found is None:
+        return None
+    code = f"U+{ord(found.group()):04X}"
+    if ord(found.group()) >= 0x202A:  # the refused characters from there on are all bidirectional controls
+        return (
+            "bidi_control",
+            f"bidirectional control {code} is not allowed (it can make text display differently from what it says)",
+        )
+    return "control_character", f"control character {code} is not allowed (tabs and line breaks are)"

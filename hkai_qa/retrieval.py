@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from dataclasses import replace
 from functools import lru_cache
 
 import bm25s
@@ -15,6 +16,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from hkai_qa.index import Index, VectorSpace, embedding_text
 from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, fold_width, mostly_other_script, needs_multilingual
 from hkai_qa.types import Hit
+from hkai_qa.vector_index import Subset, subset
 from hkai_qa.vector_index import search as vector_search
 
 # Words that carry meaning in this domain ("first cohort", "six principles", "found") stay searchable.
@@ -86,8 +88,9 @@ class Retriever:
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus, show_progress=False)
         # Chunks written mostly in another script (Chinese documents): the English model cannot read them.
-        self.other_script = np.array([mostly_other_script(index.chunk_text(c)) for c in index.chunks], dtype=bool)
-        self._any_other_script = bool(self.other_script.any())
+        other_script = np.array([mostly_other_script(index.chunk_text(c)) for c in index.chunks], dtype=bool)
+        self.other_script = subset(other_script) if other_script.any() else None
+        self._readable = subset(~other_script) if other_script.any() else None
         self._first_sentences = np.array([c.first_sentence for c in index.chunks], dtype=np.int64)
         self._sentence_counts = np.array([c.last_sentence - c.first_sentence + 1 for c in index.chunks], dtype=np.int64)
         frequency: Counter[str] = Counter()
@@ -114,18 +117,28 @@ class Retriever:
         English model cannot read it, and what it would find is noise, never an answer."""
         return self.multilingual or not needs_multilingual(question)
 
-    def readable_chunks(self, text: str) -> np.ndarray | None:
-        """The chunks a question's own space may rank, as a mask; None for all of them. A question in the
-        English space skips the chunks in other scripts when the multilingual space can take them instead
+    def readable_chunks(self, text: str) -> Subset | None:
+        """The chunks a question's own space may rank; None for all of them. A question in the English space
+        skips the chunks in other scripts when the multilingual space can take them instead
         (`other_script_pass`): what the English model makes of Chinese text is noise."""
-        if self.space_for(text) == ENGLISH and self.other_script_pass(text):
-            return ~self.other_script
-        return None
+        return self._readable if self.other_script_pass(text) else None
 
     def other_script_pass(self, text: str) -> bool:
         """Whether an English question also goes, through the multilingual space, to the chunks in other
         scripts: when the index has that space and such chunks (Chinese documents among English ones)."""
-        return self.multilingual and self._any_other_script and not needs_multilingual(text)
+        return self.multilingual and self.other_script is not None and not needs_multilingual(text)
+
+    def rank(self, text: str, vector: np.ndarray, other: np.ndarray | None, k: int, mode: str = "hybrid") -> list[Hit]:
+        """A text's best `k` chunks: searched in its own space (`vector`) among the chunks that space can read,
+        by its words alone when no model here can read it (Chinese with the multilingual model off: an English
+        vector of Chinese text finds noise, its words do not). With `other`, its multilingual vector, the chunks
+        in other scripts are ranked in that space too and the two rankings merged (`merge_rankings`)."""
+        tokens = lexical_tokens(text)
+        mode = mode if self.can_read(text) else "bm25"
+        hits = self.search(vector, tokens, k, mode, self.space_for(text), self.readable_chunks(text))
+        if other is None or self.other_script is None:
+            return hits
+        return merge_rankings(hits, self.search(other, tokens, k, mode, MULTILINGUAL, self.other_script), k)
 
     def vectors(self, space: str) -> VectorSpace:
         """The chunk and sentence vectors of one space; ValueError for a space the index does not have."""
@@ -151,10 +164,10 @@ class Retriever:
         k: int,
         mode: str = "hybrid",
         space: str = ENGLISH,
-        among: np.ndarray | None = None,
+        among: Subset | None = None,
     ) -> list[Hit]:
         """The best `k` chunks for a question vector (of `space`) and its lexical tokens, only among the chunks
-        the boolean mask `among` marks when it is given.
+        of `among` when it is given.
 
         The dense side ranks a chunk by its own similarity plus that of its closest sentence, so one
         sentence that matches the question well is not drowned by the rest of its chunk; BM25 ranks
@@ -163,18 +176,17 @@ class Retriever:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
         vectors = self.vectors(space)
-        allowed = None if among is None else np.flatnonzero(among)
-        depth = min(max(k * 4, 50), len(self.index.chunks) if allowed is None else len(allowed))
+        depth = min(max(k * 4, 50), len(self.index.chunks) if among is None else among.count)
         if depth == 0:
             return []
-        similarities, ids = vector_search(vectors.chunk_vectors, vector.reshape(1, -1), depth, allowed)
+        similarities, ids = vector_search(vectors.chunk_vectors, vector.reshape(1, -1), depth, among)
         found = ids[0] >= 0
         pool, pool_similarity = ids[0][found].astype(np.int64), similarities[0][found]
         lexical = np.empty(0, dtype=np.int64)
         if mode in ("hybrid", "bm25") and tokens:
             scores = self._bm25.get_scores(tokens)
             if among is not None:
-                scores = np.where(among, scores, 0.0)
+                scores = np.where(among.mask, scores, 0.0)
             top = np.argsort(-scores, kind="stable")[:depth]
             lexical = top[scores[top] > 0].astype(np.int64)
         in_pool = set(pool.tolist())
@@ -203,7 +215,9 @@ class Retriever:
                 first[positions] = np.arange(len(positions))
             rankings += 1
         ranked = [int(p) for p in np.lexsort((first, -fused))[:k] if fused[p] > 0]
-        top_score = rankings / (_RRF_K + 1)
+        # Scaled by the rankings the mode fuses, not those that found something: a hit only one of them found
+        # scores at most one half in hybrid, so scores of different searches compare (`merge_rankings`).
+        top_score = (2 if mode == "hybrid" else 1) / (_RRF_K + 1)
         return [
             Hit(
                 chunk=self.index.chunks[int(pool[p])],
@@ -224,3 +238,11 @@ class Retriever:
         numbers = np.repeat(self._first_sentences[chunk_ids] - starts, counts) + np.arange(int(counts.sum()))
         similarities = sentence_vectors[numbers] @ vector
         return np.maximum.reduceat(similarities, starts)
+
+
+def merge_rankings(first: list[Hit], second: list[Hit], k: int) -> list[Hit]:
+    """Two searches' hits (of different chunks) as one ranking by fused score, the first search's hit first on
+    a tie, ranks renumbered. Scores are on one scale (1 is first in every ranking the mode fuses), so a chunk
+    both the model and its words put high comes before one only the model found."""
+    merged = sorted([*first, *second], key=lambda hit: -hit.score)[:k]
+    return [replace(hit, rank=rank) for rank, hit in enumerate(merged)]

@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
+from hkai_qa.languages import REFUSED_CHARACTERS, refused_character
 from hkai_qa.service import MAX_TOP_K
 from hkai_qa.types import Answer, Citation
 
-# Refused in questions and queries: C0 and C1 control characters other than tab, line feed and carriage
-# return, and the bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which
-# can make text display differently from what it says. The marks U+200E, U+200F and U+061C stay allowed:
-# they are ordinary in copied Arabic and Hebrew text and only set the direction of their own place.
-_REFUSED_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
-PLAIN_TEXT = f"^[^{_REFUSED_CHARACTERS}]*$"  # in the OpenAPI schema, so clients and fuzzers know it too
-_REFUSED = re.compile(f"[{_REFUSED_CHARACTERS}]")
+PLAIN_TEXT = f"^[^{REFUSED_CHARACTERS}]*$"  # in the OpenAPI schema, so clients and fuzzers know it too
 
 
 def _plain_text(text: str) -> str:
-    found = _REFUSED.search(text)
-    if found is None:
+    refused = refused_character(text)
+    if refused is None:
         return text
-    code = f"U+{ord(found.group()):04X}"
-    if ord(found.group()) >= 0x202A:  # the refused characters from there on are all bidirectional controls
-        raise PydanticCustomError(
-            "bidi_control",
-            "bidirectional control {code} is not allowed (it can make text display differently from what it says)",
-            {"code": code},
-        )
-    raise PydanticCustomError(
-        "control_character",
-        "control character {code} is not allowed (tabs and line breaks are)",
-        {"code": code},
-    )
+    kind, message = refused
+    raise PydanticCustomError(kind, message)
 
 
 PlainText = Annotated[str, AfterValidator(_plain_text)]
@@ -121,7 +105,10 @@ class SearchHit(BaseModel):
     text: str = Field(description="The passage, exactly `text[start:end]` of the document.")
     start: int = Field(description="Start offset of the passage in the document text.")
     end: int = Field(description="End offset (exclusive) of the passage in the document text.")
-    score: float = Field(description="Relevance from fused dense and keyword ranking, 0 to 1.")
+    score: float = Field(
+        description="Relevance from fused dense and keyword ranking, 0 to 1: 1 is first in both rankings; a passage "
+        "only one of them found scores at most 0.5."
+    )
 
 
 class SearchResponse(BaseModel):

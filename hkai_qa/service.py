@@ -17,9 +17,9 @@ from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder, embedder_for
 from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest, ModelNotFound, Overloaded
 from hkai_qa.index import Index, load_index, load_version
-from hkai_qa.languages import MULTILINGUAL, fold_width
+from hkai_qa.languages import MULTILINGUAL, fold_width, refused_character
 from hkai_qa.multilingual_embedding import DIMENSION, multilingual_embedder_for
-from hkai_qa.retrieval import Retriever, lexical_tokens
+from hkai_qa.retrieval import Retriever
 from hkai_qa.types import Answer, Document, Hit
 from hkai_qa.versions import current_version
 
@@ -128,8 +128,8 @@ class QAService:
         vector, hits = self.retrieve(question, top_k, retriever)
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
         if answer.text is None and retriever.other_script_pass(question):
-            vector = self._encode(question, retriever, MULTILINGUAL)
-            answer = self._with_other_scripts_related(question, vector, hits, retriever, answer)
+            other = self._encode(question, retriever, MULTILINGUAL)
+            answer = self._with_other_scripts_related(question, vector, other, retriever, answer)
         return replace(answer, question=asked), (time.perf_counter() - started) * 1000
 
     async def ask_async(
@@ -149,12 +149,14 @@ class QAService:
         if cached is not None:
             return replace(cached, question=asked), (time.perf_counter() - started) * 1000, True
         vector = await self._encode_async(question, retriever)
-        hits = self._search(question, vector, max(self.settings.candidates, top_k), retriever)
+        hits = retriever.rank(question, vector, None, max(self.settings.candidates, top_k))
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
-        if answer.text is None and retriever.other_script_pass(question):
-            vector = await self._encode_async(question, retriever, MULTILINGUAL)
-            answer = self._with_other_scripts_related(question, vector, hits, retriever, answer)
-        if self._answers is not None:
+        complete = True
+        if answer.text is None:
+            other, complete = await self._other_scripts_vector(question, retriever)
+            if other is not None:
+                answer = self._with_other_scripts_related(question, vector, other, retriever, answer)
+        if self._answers is not None and complete:
             with self._answers_lock:
                 self._answers[key] = answer
         return replace(answer, question=asked), (time.perf_counter() - started) * 1000, False
@@ -174,35 +176,28 @@ class QAService:
         """The question's vector and the chunks whose sentences compete for the answer."""
         retriever = snapshot or self._retriever
         vector = self._encode(question, retriever)
-        return vector, self._search(question, vector, max(self.settings.candidates, top_k), retriever)
-
-    @staticmethod
-    def _search(text: str, vector: np.ndarray, k: int, retriever: Retriever, mode: str = "hybrid") -> list[Hit]:
-        """Hybrid search in the text's space, among the chunks that space can read; words only when no model
-        here can read the text (Chinese with the multilingual model off): an English vector of Chinese text
-        finds noise, its words do not."""
-        mode = mode if retriever.can_read(text) else "bm25"
-        space, among = retriever.space_for(text), retriever.readable_chunks(text)
-        return retriever.search(vector, lexical_tokens(text), k, mode=mode, space=space, among=among)
+        return vector, retriever.rank(question, vector, None, max(self.settings.candidates, top_k))
 
     def _with_other_scripts_related(
-        self, question: str, vector: np.ndarray, hits: list[Hit], retriever: Retriever, abstention: Answer
+        self, question: str, vector: np.ndarray, other: np.ndarray, retriever: Retriever, abstention: Answer
     ) -> Answer:
         """An English question the English documents do not answer, in an index that also holds Chinese ones:
-        the closest sections are those of both rankings merged, the Chinese chunks ranked by the multilingual
-        model (`vector`). They are offered to read, never taken as the answer: across languages that model's
+        the closest sections come from both rankings merged, the Chinese chunks ranked by the multilingual
+        model (`other`). They are offered to read, never taken as the answer: across languages that model's
         confidence does not tell a right answer from an off-topic one well enough (see the README)."""
-        other = self._search_other_scripts(question, vector, self.settings.candidates, retriever)
-        return replace(
-            abstention, related=related_sections(_merge(hits, other, len(hits) + len(other)), retriever.index)
-        )
+        hits = retriever.rank(question, vector, other, self.settings.candidates)
+        return replace(abstention, related=related_sections(hits, retriever.index))
 
-    @staticmethod
-    def _search_other_scripts(
-        text: str, vector: np.ndarray, k: int, retriever: Retriever, mode: str = "hybrid"
-    ) -> list[Hit]:
-        tokens = lexical_tokens(text)
-        return retriever.search(vector, tokens, k, mode=mode, space=MULTILINGUAL, among=retriever.other_script)
+    async def _other_scripts_vector(self, text: str, retriever: Retriever) -> tuple[np.ndarray | None, bool]:
+        """The multilingual vector of an English text when the index holds chunks in other scripts (None when it
+        does not), and whether the result is complete: this pass is optional, so when the multilingual model's
+        queue is full the English result stands alone (and is not cached) rather than fail with a 503."""
+        if not retriever.other_script_pass(text):
+            return None, True
+        try:
+            return await self._encode_async(text, retriever, MULTILINGUAL), True
+        except Overloaded:
+            return None, False
 
     def search(self, query: str, top_k: int = 10, snapshot: Retriever | None = None) -> tuple[list[Passage], float]:
         """The best passages for a query, most relevant first, and the milliseconds it took."""
@@ -225,11 +220,8 @@ class QAService:
         when the caller has it already."""
         retriever = snapshot or self._retriever
         vector = self._encode(text, retriever) if vector is None else vector
-        hits = self._search(text, vector, k, retriever, mode)
-        if retriever.other_script_pass(text):
-            other = self._encode(text, retriever, MULTILINGUAL)
-            hits = _merge(hits, self._search_other_scripts(text, other, k, retriever, mode), k)
-        return hits
+        other = self._encode(text, retriever, MULTILINGUAL) if retriever.other_script_pass(text) else None
+        return retriever.rank(text, vector, other, k, mode)
 
     async def search_async(
         self, query: str, top_k: int = 10, snapshot: Retriever | None = None
@@ -238,10 +230,9 @@ class QAService:
         started = time.perf_counter()
         retriever = snapshot or self._retriever
         query = self._check(query, top_k, "query")
-        hits = self._search(query, await self._encode_async(query, retriever), top_k, retriever)
-        if retriever.other_script_pass(query):
-            vector = await self._encode_async(query, retriever, MULTILINGUAL)
-            hits = _merge(hits, self._search_other_scripts(query, vector, top_k, retriever), top_k)
+        vector = await self._encode_async(query, retriever)
+        other, _ = await self._other_scripts_vector(query, retriever)
+        hits = retriever.rank(query, vector, other, top_k)
         return self._passages(hits, retriever), (time.perf_counter() - started) * 1000
 
     def _retriever_for(self, index: Index) -> Retriever:
@@ -317,6 +308,9 @@ class QAService:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidRequest(f"the {field} is not valid Unicode text (it holds a lone surrogate)") from None
+        refused = refused_character(text)
+        if refused is not None:
+            raise InvalidRequest(f"{field}: {refused[1]}")
         text = text.strip()
         if not any(character.isalnum() for character in text):
             raise InvalidRequest(f"the {field} is empty (it has no letters or digits)")
@@ -357,10 +351,3 @@ class IndexWatcher:
                 pass  # logged by reload(); the old version keeps serving
             except Exception:  # a watcher that dies silently would stop all future reloads
                 log.exception("index watcher: unexpected error while checking for a new version")
-
-
-def _merge(first: list[Hit], second: list[Hit], k: int) -> list[Hit]:
-    """Two searches' hits as one ranking by fused score (each search's own best scores near 1), the first
-    search's hit first on a tie: an English query lists the English and the Chinese passages by merit."""
-    merged = sorted([*first, *second], key=lambda hit: -hit.score)[:k]
-    return [replace(hit, rank=rank) for rank, hit in enumerate(merged)]

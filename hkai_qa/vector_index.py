@@ -122,18 +122,38 @@ def _describe(index: faiss.Index) -> str:
     return type(index).__name__ + (f" with {lists} lists" if lists is not None else "")
 
 
+@dataclass(frozen=True)
+class Subset:
+    """Some of an index's ids, as a mask and as FAISS's bitmap selector (built once: a batch selector over
+    900k ids takes about 90 ms to build, the bitmap 0.2 ms)."""
+
+    mask: np.ndarray  # bool, one per id
+    count: int
+    bitmap: np.ndarray  # the selector reads this buffer: it must live as long as the selector
+    selector: faiss.IDSelector
+
+
+def subset(mask: np.ndarray) -> Subset:
+    bitmap = np.packbits(mask.astype(bool), bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n: the bitmap's length in bytes
+    return Subset(mask.astype(bool), int(mask.sum()), bitmap, selector)
+
+
 def search(
-    index: faiss.Index, queries: np.ndarray, k: int, among: np.ndarray | None = None
+    index: faiss.Index, queries: np.ndarray, k: int, among: Subset | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS search of the `k` nearest vectors, only among the ids `among` when given (FAISS's own selector,
-    so a filtered search is as exact as an unfiltered one; IVF keeps the nprobe it was prepared with)."""
+    """FAISS search of the `k` nearest vectors, only among the ids of `among` when given.
+
+    Flat indexes filter exactly. IVF looks for the allowed ids only inside the lists it probes, so it probes
+    more of them the smaller the allowed share (nprobe / share, at most every list): a minority clustered
+    away from the question (Chinese chunks for an English one) is still reached."""
     if among is None:
         return index.search(queries, k)
-    selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))
     if isinstance(index, faiss.IndexIVF):
         ivf = faiss.SearchParametersIVF()
-        ivf.sel, ivf.nprobe = selector, index.nprobe
+        share = max(among.count, 1) / max(index.ntotal, 1)
+        ivf.sel, ivf.nprobe = among.selector, min(index.nlist, math.ceil(index.nprobe / share))
         return index.search(queries, k, params=ivf)
     params = faiss.SearchParameters()
-    params.sel = selector
+    params.sel = among.selector
     return index.search(queries, k, params=params)

@@ -75,9 +75,9 @@ def test_undecodable_question_is_one_line_error(built: Path):
 @pytest.mark.parametrize(
     ("question", "message"),
     [
-        ("When was the lab\x07 opened?", "error: the question: control character U+0007 is not allowed"),
-        ("When was the lab \x1b[31mopened?", "error: the question: control character U+001B is not allowed"),
-        ("When was the lab\u202e opened?", "error: the question: bidirectional control U+202E is not allowed"),
+        ("When was the lab\x07 opened?", "error: question: control character U+0007 is not allowed"),
+        ("When was the lab \x1b[31mopened?", "error: question: control character U+001B is not allowed"),
+        ("When was the lab\u202e opened?", "error: question: bidirectional control U+202E is not allowed"),
     ],
 )
 def test_a_question_the_http_api_refuses_is_refused_by_the_cli_too(built: Path, question: str, message: str):

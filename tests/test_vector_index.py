@@ -22,6 +22,7 @@ from hkai_qa.vector_index import (
     build_vector_index,
     choose_vector_index,
     search,
+    subset,
 )
 from hkai_qa.versions import VERSIONS
 
@@ -189,15 +190,37 @@ def test_an_ivf_file_without_its_direct_map_is_refused(tmp_path):
 
 @pytest.mark.parametrize("spec", [VectorIndexSpec("flat"), VectorIndexSpec("ivf", nlist=16, nprobe=16)])
 def test_a_search_among_some_ids_finds_exactly_their_nearest(spec: VectorIndexSpec):
-    """A filtered search (FAISS's own id selector) is the exact nearest among the allowed ids, for IVF too when
-    every list is probed; its scores are the true inner products."""
+    """A filtered search (FAISS's bitmap selector) is the exact nearest among the allowed ids (for IVF when every
+    list is probed); its scores are the true inner products."""
     vectors = _clustered(2_000, seed=7)
     index = build_vector_index(vectors, spec)
     queries = _clustered(5, seed=8)
-    among = np.flatnonzero(np.random.default_rng(1).random(len(vectors)) < 0.3)
-    scores, ids = search(index, queries, 10, among)
-    exact = queries @ vectors[among].T
-    expected = among[np.argsort(-exact, axis=1)[:, :10]]
+    mask = np.random.default_rng(1).random(len(vectors)) < 0.3
+    scores, ids = search(index, queries, 10, subset(mask))
+    among = np.flatnonzero(mask)
+    expected = among[np.argsort(-(queries @ vectors[among].T), axis=1)[:, :10]]
     assert np.array_equal(ids, expected)
     assert np.allclose(scores, np.take_along_axis(queries @ vectors.T, ids, axis=1), atol=1e-5)
     assert np.array_equal(search(index, queries, 10)[1][:, 0], np.argmax(queries @ vectors.T, axis=1))
+
+
+def test_ivf_reaches_a_small_subset_clustered_away_from_the_question():
+    """IVF filters only inside the lists it probes: with nprobe 2 of 32 a question near the majority never
+    reaches a 5% minority in lists of its own (Chinese chunks for an English question). The search probes more
+    lists the smaller the share allowed, so it finds the minority's true nearest."""
+    rng = np.random.default_rng(3)
+    majority = _clustered(1_900, seed=11, centres=10)
+    minority = -_clustered(100, seed=12, centres=2)  # the opposite side of the sphere
+    vectors = np.concatenate([majority, minority])
+    index = build_vector_index(vectors, VectorIndexSpec("ivf", nlist=32, nprobe=2))
+    index.nprobe = 2
+    query = majority[rng.integers(0, len(majority), 3)]
+    mask = np.zeros(len(vectors), dtype=bool)
+    mask[len(majority) :] = True
+    plain = faiss.SearchParametersIVF()
+    plain.sel, plain.nprobe = faiss.IDSelectorBatch(np.flatnonzero(mask)), 2
+    assert (index.search(query, 5, params=plain)[1] == -1).any()  # the problem: too few lists probed
+    _, ids = search(index, query, 5, subset(mask))
+    among = np.flatnonzero(mask)
+    expected = among[np.argsort(-(query @ vectors[among].T), axis=1)[:, :5]]
+    assert np.array_equal(ids, expected)
