@@ -24,6 +24,7 @@ from hkai_qa.config import Settings
 from hkai_qa.errors import HkaiError, NotReady
 from hkai_qa.http_guards import install_guards
 from hkai_qa.jobs import RebuildJobs
+from hkai_qa.reloading import IndexWatcher
 from hkai_qa.request_ids import error_response
 from hkai_qa.schemas import (
     AskRequest,
@@ -38,7 +39,7 @@ from hkai_qa.schemas import (
     SearchResponse,
     SectionOut,
 )
-from hkai_qa.service import IndexWatcher, QAService
+from hkai_qa.service import QAService
 from hkai_qa.types import Document
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"

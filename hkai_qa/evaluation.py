@@ -17,6 +17,7 @@ import numpy as np
 from hkai_qa.answering import answer_features, extract_answer
 from hkai_qa.errors import InvalidRequest
 from hkai_qa.index import CALIBRATION_FEATURES
+from hkai_qa.languages import fold_width
 from hkai_qa.retrieval import MODES
 from hkai_qa.service import QAService
 
@@ -76,9 +77,10 @@ def run(service: QAService, questions: Sequence[Question], top_k: int = 3) -> li
         started = time.perf_counter()
         answer, _ = service.ask(question.question, top_k)
         latency = (time.perf_counter() - started) * 1000
-        vector, hits = service.retrieve(question.question, top_k)
-        ranks = {mode: _section_rank(service, question, vector, mode) for mode in MODES}
-        best = extract_answer(question.question, vector, hits, service.retriever, top_k, min_confidence=0.0)
+        text = fold_width(question.question)  # as `ask` reads it
+        vector, hits = service.retrieve(text, top_k)
+        ranks = {mode: _section_rank(service, question, text, vector, mode) for mode in MODES}
+        best = extract_answer(text, vector, hits, service.retriever, top_k, min_confidence=0.0)
         outcomes.append(
             Outcome(
                 question=question,
@@ -87,7 +89,7 @@ def run(service: QAService, questions: Sequence[Question], top_k: int = 3) -> li
                 confidence=answer.confidence,
                 correct=is_correct(question, answer.text),
                 best_correct=question.answerable and is_correct(question, best.text),
-                features=answer_features(question.question, vector, hits, service.retriever),
+                features=answer_features(text, vector, hits, service.retriever),
                 latency_ms=latency,
             )
         )
@@ -107,11 +109,11 @@ def sentence_count(text: str) -> int:
     return len(blingfire.text_to_sentences_and_offsets(text)[1])
 
 
-def _section_rank(service: QAService, question: Question, vector: np.ndarray, mode: str) -> int | None:
+def _section_rank(service: QAService, question: Question, text: str, vector: np.ndarray, mode: str) -> int | None:
     if not question.answerable:
         return None
     sections: list[tuple[str, str]] = []
-    for hit in service.ranking(question.question, 20, mode, vector=vector):
+    for hit in service.ranking(text, 20, mode, vector=vector):
         key = (hit.chunk.document_id, service.index.section_of(hit.chunk).title)
         if key not in sections:
             sections.append(key)

@@ -15,7 +15,7 @@ from hkai_qa.answering import extract_answer, related_sections
 from hkai_qa.batching import QuestionBatcher
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder, embedder_for
-from hkai_qa.errors import DocumentNotFound, HkaiError, IndexInvalid, InvalidRequest, ModelNotFound, Overloaded
+from hkai_qa.errors import DocumentNotFound, IndexInvalid, InvalidRequest, ModelNotFound, Overloaded
 from hkai_qa.index import Index, load_index, load_version
 from hkai_qa.languages import MULTILINGUAL, fold_width, refused_character
 from hkai_qa.multilingual_embedding import DIMENSION, multilingual_embedder_for
@@ -321,33 +321,3 @@ class QAService:
         # Full-width "ＡＳＴＲＩ" (as a Chinese input method types it) is ASTRI to both models and to BM25; the
         # answer still shows the question as asked.
         return fold_width(text)
-
-
-class IndexWatcher:
-    """Polls the index folder's CURRENT pointer and loads new versions in a background thread."""
-
-    def __init__(self, service: QAService, interval: float) -> None:
-        self.service = service
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hkai-qa-index-watcher", daemon=True)
-
-    def start(self) -> None:
-        if self.interval > 0:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                if current_version(self.service.settings.index_dir) in self.service.refused:
-                    continue  # already refused and logged; wait for the next publish or a rollback
-                self.service.reload()
-            except HkaiError:
-                pass  # logged by reload(); the old version keeps serving
-            except Exception:  # a watcher that dies silently would stop all future reloads
-                log.exception("index watcher: unexpected error while checking for a new version")

@@ -265,3 +265,24 @@ def test_an_english_search_over_a_mixed_corpus_lists_passages_from_both_by_evide
     assert [p.hit.chunk.id for p in over_http] == [p.hit.chunk.id for p in passages]
     off_topic, _ = mixed_service.search("chocolate cake recipe", top_k=6)
     assert off_topic and off_topic[0].hit.chunk.document_id != SMART_CITY
+
+
+def test_a_full_multilingual_queue_leaves_an_english_question_its_english_result(mixed_service: QAService) -> None:
+    """The pass over the Chinese chunks is optional: when the multilingual model's queue is full, an English
+    question still gets its English result (not a 503), which is not cached, so the next asking is complete."""
+    question = "Do the cameras on smart lampposts have facial recognition?"
+    pending = mixed_service._multilingual_pending
+    taken = 0
+    while pending.acquire(blocking=False):
+        taken += 1
+    try:
+        answer, _, cached = asyncio.run(mixed_service.ask_async(question))
+        assert answer.text is None and not cached
+        assert all(r.document_id != SMART_CITY for r in answer.related)  # the English pass's sections only
+        passages, _ = asyncio.run(mixed_service.search_async(question))
+        assert passages and all(p.hit.chunk.document_id != SMART_CITY for p in passages)
+    finally:
+        for _ in range(taken):
+            pending.release()
+    answer, _, cached = asyncio.run(mixed_service.ask_async(question))
+    assert not cached and (SMART_CITY, "智慧燈柱") in {(r.document_id, r.section) for r in answer.related}
