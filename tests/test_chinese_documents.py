@@ -35,16 +35,21 @@ def zh_service(
     tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, multilingual: MultilingualEmbedder
 ) -> Iterator[QAService]:
     """The fixture corpus built (English and multilingual vectors) into a fresh index, served."""
-    root = tmp_path_factory.mktemp("zh")
-    corpus, index = root / "corpus", root / "index"
+    corpus = tmp_path_factory.mktemp("zh") / "corpus"
     shutil.copytree(FIXTURE, corpus, ignore=shutil.ignore_patterns("*.jsonl"))
-    summary = build_index(corpus, index, embedder, multilingual=multilingual)
-    assert (summary.documents, summary.sections) == (3, 11)
-    service = QAService(
-        Settings(corpus_dir=corpus, index_dir=index, rate_limit="none", multilingual_threads=2), embedder
-    )
+    service = _build_and_serve(corpus, embedder, multilingual)
+    documents = service.index.documents.values()
+    assert (len(documents), sum(len(d.sections) for d in documents)) == (3, 11)
     yield service
     service.close()
+
+
+def _build_and_serve(corpus: Path, embedder: Embedder, multilingual: MultilingualEmbedder) -> QAService:
+    """The corpus built with both models into a fresh index beside it, and a service over that index."""
+    index = corpus.parent / "index"
+    build_index(corpus, index, embedder, multilingual=multilingual)
+    settings = Settings(corpus_dir=corpus, index_dir=index, rate_limit="none", multilingual_threads=2)
+    return QAService(settings, embedder)
 
 
 def assert_cites_file(answer: Answer, document_id: str, section: str, sentence: str) -> None:
@@ -211,14 +216,10 @@ def mixed_service(
     tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, multilingual: MultilingualEmbedder
 ) -> Iterator[QAService]:
     """An English document (the tiny fixture's lab) next to a Chinese one (the smart-city note), served."""
-    root = tmp_path_factory.mktemp("mixed")
-    corpus, index = root / "corpus", root / "index"
+    corpus = tmp_path_factory.mktemp("mixed") / "corpus"
     shutil.copytree(FIXTURE.parent / "tiny-corpus", corpus)
     shutil.copy(FIXTURE / f"{SMART_CITY}.md", corpus / f"{SMART_CITY}.md")
-    build_index(corpus, index, embedder, multilingual=multilingual)
-    service = QAService(
-        Settings(corpus_dir=corpus, index_dir=index, rate_limit="none", multilingual_threads=2), embedder
-    )
+    service = _build_and_serve(corpus, embedder, multilingual)
     yield service
     service.close()
 
