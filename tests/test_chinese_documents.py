@@ -287,3 +287,21 @@ def test_a_full_multilingual_queue_leaves_an_english_question_its_english_result
             pending.release()
     answer, _, cached = asyncio.run(mixed_service.ask_async(question))
     assert not cached and (SMART_CITY, "智慧燈柱") in {(r.document_id, r.section) for r in answer.related}
+
+
+def test_the_fixture_question_files_name_real_sections_and_phrases(zh_service: QAService) -> None:
+    """The Chinese and the English question files of the fixture corpus (README: measured with `hkai-qa eval
+    --questions`) point at sections that exist and gold phrases those sections hold, verbatim."""
+    from hkai_qa.evaluation import load_questions
+
+    index = zh_service.index
+    for name, language in (("questions.jsonl", "zh"), ("english_questions.jsonl", "en")):
+        questions = load_questions(FIXTURE / name)
+        assert questions and {q.language for q in questions} == {language}
+        for question in questions:
+            if not question.answerable:
+                continue
+            document = index.documents[question.document_id or ""]
+            sections = [s for s in document.sections if s.title == question.section]
+            assert sections, (question.id, question.section)
+            assert any(question.gold in document.text[s.start : s.end] for s in sections), question.id
