@@ -70,10 +70,9 @@ def extract_answer(
 ) -> Answer:
     """Pick the best-supported span from the hits, or abstain when confidence is too low."""
     index = retriever.index
-    space = retriever.space_for(question)
-    calibration = calibration_for(index, space)
+    calibration = calibration_for(index, retriever.space_for(question))
     threshold = calibration["threshold"] if min_confidence is None else min_confidence
-    best = _best(question, vector, hits, retriever, space) if retriever.can_read(question) else None
+    best = _best(question, vector, hits, retriever) if retriever.can_read(question) else None
     if best is None:
         return Answer(question=question, text=None, confidence=0.0, citations=(), related=related_sections(hits, index))
     candidates, (start, end), features = best
@@ -109,15 +108,16 @@ def answer_features(
     question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
 ) -> dict[str, float] | None:
     """The features the confidence model sees for the best candidate (for calibration)."""
-    best = _best(question, vector, hits, retriever, retriever.space_for(question))
+    best = _best(question, vector, hits, retriever)
     return None if best is None else best[2]
 
 
 def _best(
-    question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever, space: str
+    question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
 ) -> tuple[list[_Candidate], tuple[int, int], dict[str, float]] | None:
     """Ranked candidates, the answer span, and the confidence features of that span."""
     weights = _question_weights(question, retriever)
+    space = retriever.space_for(question)
     stretch = _MULTILINGUAL_STRETCH if space == MULTILINGUAL else 1.0
     sentence_vectors = retriever.vectors(space).sentence_vectors
     candidates = _candidates(vector, sentence_vectors, stretch, hits, retriever, weights, _expected_type(question))

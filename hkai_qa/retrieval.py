@@ -133,12 +133,16 @@ class Retriever:
         by its words alone when no model here can read it (Chinese with the multilingual model off: an English
         vector of Chinese text finds noise, its words do not). With `other`, its multilingual vector, the chunks
         in other scripts are ranked in that space too and the two rankings merged (`merge_rankings`)."""
-        tokens = lexical_tokens(text)
-        mode = mode if self.can_read(text) else "bm25"
-        hits = self.search(vector, tokens, k, mode, self.space_for(text), self.readable_chunks(text))
-        if other is None or self.other_script is None:
-            return hits
-        return merge_rankings(hits, self.search(other, tokens, k, mode, MULTILINGUAL, self.other_script), k)
+        own = mode if self.can_read(text) else "bm25"
+        hits = self.search(vector, lexical_tokens(text), k, own, self.space_for(text), self.readable_chunks(text))
+        return hits if other is None else merge_rankings(hits, self.rank_other_scripts(text, other, k, mode), k)
+
+    def rank_other_scripts(self, text: str, other: np.ndarray, k: int, mode: str = "hybrid") -> list[Hit]:
+        """The best `k` of the chunks in other scripts for a text, in the multilingual space (`other`: its vector
+        there); none when the index has no such chunks."""
+        if self.other_script is None:
+            return []
+        return self.search(other, lexical_tokens(text), k, mode, MULTILINGUAL, self.other_script)
 
     def vectors(self, space: str) -> VectorSpace:
         """The chunk and sentence vectors of one space; ValueError for a space the index does not have."""

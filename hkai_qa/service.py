@@ -19,7 +19,7 @@ from hkai_qa.errors import DocumentNotFound, IndexInvalid, InvalidRequest, Model
 from hkai_qa.index import Index, load_index, load_version
 from hkai_qa.languages import MULTILINGUAL, fold_width, refused_character
 from hkai_qa.multilingual_embedding import DIMENSION, multilingual_embedder_for
-from hkai_qa.retrieval import Retriever
+from hkai_qa.retrieval import Retriever, merge_rankings
 from hkai_qa.types import Answer, Document, Hit
 from hkai_qa.versions import current_version
 
@@ -129,7 +129,7 @@ class QAService:
         answer = extract_answer(question, vector, hits, retriever, top_k, self.settings.min_confidence)
         if answer.text is None and retriever.other_script_pass(question):
             other = self._encode(question, retriever, MULTILINGUAL)
-            answer = self._with_other_scripts_related(question, vector, other, retriever, answer)
+            answer = self._with_other_scripts_related(question, hits, other, retriever, answer)
         return replace(answer, question=asked), (time.perf_counter() - started) * 1000
 
     async def ask_async(
@@ -155,7 +155,7 @@ class QAService:
         if answer.text is None:
             other, complete = await self._other_scripts_vector(question, retriever)
             if other is not None:
-                answer = self._with_other_scripts_related(question, vector, other, retriever, answer)
+                answer = self._with_other_scripts_related(question, hits, other, retriever, answer)
         if self._answers is not None and complete:
             with self._answers_lock:
                 self._answers[key] = answer
@@ -179,14 +179,16 @@ class QAService:
         return vector, retriever.rank(question, vector, None, max(self.settings.candidates, top_k))
 
     def _with_other_scripts_related(
-        self, question: str, vector: np.ndarray, other: np.ndarray, retriever: Retriever, abstention: Answer
+        self, question: str, hits: list[Hit], other: np.ndarray, retriever: Retriever, abstention: Answer
     ) -> Answer:
         """An English question the English documents do not answer, in an index that also holds Chinese ones:
         the closest sections come from both rankings merged, the Chinese chunks ranked by the multilingual
-        model (`other`). They are offered to read, never taken as the answer: across languages that model's
-        confidence does not tell a right answer from an off-topic one well enough (see the README)."""
-        hits = retriever.rank(question, vector, other, self.settings.candidates)
-        return replace(abstention, related=related_sections(hits, retriever.index))
+        model (`other`) merged with the English ranking the answer was sought in (`hits`). They are offered to
+        read, never taken as the answer: across languages that model's confidence does not tell a right answer
+        from an off-topic one well enough (see the README)."""
+        chinese = retriever.rank_other_scripts(question, other, self.settings.candidates)
+        merged = merge_rankings(hits, chinese, len(hits) + len(chinese))
+        return replace(abstention, related=related_sections(merged, retriever.index))
 
     async def _other_scripts_vector(self, text: str, retriever: Retriever) -> tuple[np.ndarray | None, bool]:
         """The multilingual vector of an English text when the index holds chunks in other scripts (None when it

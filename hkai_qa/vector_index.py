@@ -134,9 +134,11 @@ class Subset:
 
 
 def subset(mask: np.ndarray) -> Subset:
-    bitmap = np.packbits(mask.astype(bool), bitorder="little")
+    """The ids `mask` marks, ready to search among."""
+    mask = mask.astype(bool)
+    bitmap = np.packbits(mask, bitorder="little")
     selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n: the bitmap's length in bytes
-    return Subset(mask.astype(bool), int(mask.sum()), bitmap, selector)
+    return Subset(mask, int(mask.sum()), bitmap, selector)
 
 
 def search(
