@@ -119,8 +119,7 @@ def _best(
     weights = _question_weights(question, retriever)
     space = retriever.space_for(question)
     stretch = _MULTILINGUAL_STRETCH if space == MULTILINGUAL else 1.0
-    sentence_vectors = retriever.vectors(space).sentence_vectors
-    candidates = _candidates(vector, sentence_vectors, stretch, hits, retriever, weights, _expected_type(question))
+    candidates = _candidates(vector, space, stretch, hits, retriever, weights, _expected_type(question))
     if not candidates:
         return None
     compound = _TWO_QUESTIONS.search(question) is not None
@@ -199,7 +198,7 @@ def _coverage(weights: dict[str, float], tokens: Set[str]) -> float:
 
 def _candidates(
     vector: np.ndarray,
-    sentence_vectors: np.ndarray,
+    space: str,
     stretch: float,
     hits: Sequence[Hit],
     retriever: Retriever,
@@ -215,7 +214,7 @@ def _candidates(
     if not seen:
         return []
     numbers = list(seen)
-    similarities = sentence_vectors[numbers] @ vector
+    similarities = retriever.sentence_similarities(vector, numbers, space)
     candidates = []
     for number, similarity in zip(numbers, similarities.tolist(), strict=True):
         hit = seen[number]

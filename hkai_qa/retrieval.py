@@ -14,6 +14,7 @@ import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from hkai_qa.index import Index, VectorSpace, embedding_text
+from hkai_qa.language_offset import language_offset
 from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, fold_width, mostly_other_script, needs_multilingual
 from hkai_qa.types import Hit
 from hkai_qa.vector_index import Subset, subset
@@ -93,6 +94,13 @@ class Retriever:
         self._readable = subset(~other_script) if other_script.any() else None
         self._first_sentences = np.array([c.first_sentence for c in index.chunks], dtype=np.int64)
         self._sentence_counts = np.array([c.last_sentence - c.first_sentence + 1 for c in index.chunks], dtype=np.int64)
+        # The multilingual model prefers passages in the question's own language: where chunks in other scripts
+        # are indexed, their similarities are corrected by its language offset (hkai_qa/language_offset.py).
+        self._offset = language_offset() if self.multilingual and self.other_script is not None else None
+        self._other_chunks = other_script.astype(np.float32)
+        self._other_sentences = np.zeros(len(index.sentences), dtype=np.float32)
+        for chunk in (c for c, other in zip(index.chunks, other_script.tolist(), strict=True) if other):
+            self._other_sentences[chunk.first_sentence : chunk.last_sentence + 1] = 1.0
         frequency: Counter[str] = Counter()
         for tokens in corpus:
             frequency.update(set(tokens))
@@ -152,6 +160,22 @@ class Retriever:
             return self.index.multilingual
         raise ValueError(f"vector space {space!r} is not in this index")
 
+    def language_shift(self, vector: np.ndarray, space: str) -> float:
+        """How much lower the similarities of a question's vector (of `space`) to passages in other scripts are
+        taken to be: its coordinate on the multilingual model's language axis times the gap between the
+        languages, so a Chinese passage competes with an English one on what it says; 0 in the English space and
+        in an index without such passages."""
+        if space != MULTILINGUAL or self._offset is None:
+            return 0.0
+        return self._offset.shift(vector)
+
+    def sentence_similarities(self, vector: np.ndarray, numbers: np.ndarray | list[int], space: str) -> np.ndarray:
+        """The similarity of a question's vector (of `space`) to each of the sentences `numbers`, from the
+        sentence vectors stored at build time, corrected for the language offset."""
+        similarities: np.ndarray = self.vectors(space).sentence_vectors[numbers] @ vector
+        shift = self.language_shift(vector, space)
+        return similarities - shift * self._other_sentences[numbers] if shift else similarities
+
     def seen(self, token: str) -> bool:
         """Whether any chunk contains the token."""
         return token in self._df
@@ -180,12 +204,22 @@ class Retriever:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
         vectors = self.vectors(space)
-        depth = min(max(k * 4, 50), len(self.index.chunks) if among is None else among.count)
-        if depth == 0:
+        wanted = max(k * 4, 50)
+        shift = self.language_shift(vector, space)
+        # With the language offset, each script's chunks are searched apart: uncorrected, either could fill
+        # the whole pool.
+        groups = [self._readable, self.other_script] if shift and among is None else [among]
+        pools = []
+        for group in groups:
+            depth = min(wanted, len(self.index.chunks) if group is None else group.count)
+            if depth:
+                similarities, ids = vector_search(vectors.chunk_vectors, vector.reshape(1, -1), depth, group)
+                pools.append((ids[0][ids[0] >= 0].astype(np.int64), similarities[0][ids[0] >= 0]))
+        if not pools:
             return []
-        similarities, ids = vector_search(vectors.chunk_vectors, vector.reshape(1, -1), depth, among)
-        found = ids[0] >= 0
-        pool, pool_similarity = ids[0][found].astype(np.int64), similarities[0][found]
+        pool = np.concatenate([ids for ids, _ in pools])
+        pool_similarity = np.concatenate([similarities for _, similarities in pools])
+        depth = min(wanted, len(self.index.chunks) if among is None else among.count)
         lexical = np.empty(0, dtype=np.int64)
         if mode in ("hybrid", "bm25") and tokens:
             scores = self._bm25.get_scores(tokens)
@@ -200,12 +234,14 @@ class Retriever:
             pool_similarity = np.concatenate(
                 [pool_similarity, vectors.chunk_vectors.reconstruct_batch(missing) @ vector]
             )
+        if shift:
+            pool_similarity = pool_similarity - shift * self._other_chunks[pool]
         # Reciprocal rank fusion over positions in `pool`; ties keep the first ranking's order.
         fused = np.zeros(len(pool))
         first = np.zeros(len(pool))
         rankings = 0
         if mode in ("hybrid", "dense"):
-            evidence = self._sentence_evidence(vectors.sentence_vectors, vector, pool)
+            evidence = self._sentence_evidence(vector, pool, space)
             order = np.argsort(-(pool_similarity + evidence), kind="stable")
             fused[order] += 1.0 / (_RRF_K + np.arange(len(order)) + 1)
             first[order] = np.arange(len(order))
@@ -232,7 +268,7 @@ class Retriever:
             for rank, p in enumerate(ranked)
         ]
 
-    def _sentence_evidence(self, sentence_vectors: np.ndarray, vector: np.ndarray, chunk_ids: np.ndarray) -> np.ndarray:
+    def _sentence_evidence(self, vector: np.ndarray, chunk_ids: np.ndarray, space: str) -> np.ndarray:
         """Each chunk's best sentence similarity, from the sentence vectors stored at build time."""
         if not len(chunk_ids):
             return np.empty(0, dtype=np.float32)
@@ -240,8 +276,7 @@ class Retriever:
         starts = np.cumsum(counts) - counts
         # Every sentence number of every chunk, in chunk order: first_sentence + 0, 1, ... per chunk.
         numbers = np.repeat(self._first_sentences[chunk_ids] - starts, counts) + np.arange(int(counts.sum()))
-        similarities = sentence_vectors[numbers] @ vector
-        return np.maximum.reduceat(similarities, starts)
+        return np.maximum.reduceat(self.sentence_similarities(vector, numbers, space), starts)
 
 
 def merge_rankings(first: list[Hit], second: list[Hit], k: int) -> list[Hit]:
