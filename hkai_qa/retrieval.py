@@ -220,15 +220,21 @@ class Retriever:
         pool = np.concatenate([ids for ids, _ in pools])
         pool_similarity = np.concatenate([similarities for _, similarities in pools])
         depth = min(wanted, len(self.index.chunks) if among is None else among.count)
-        lexical = np.empty(0, dtype=np.int64)
-        if mode in ("hybrid", "bm25") and tokens:
-            scores = self._bm25.get_scores(tokens)
+        # BM25 rankings with the weight each has in the fusion (see `_lexical_parts`).
+        lexical: list[tuple[np.ndarray, float]] = []
+        parts = self._lexical_parts(tokens, space, among) if mode in ("hybrid", "bm25") else []
+        for part, weight in parts:
+            if not part:
+                continue
+            scores = self._bm25.get_scores(part)
             if among is not None:
                 scores = np.where(among.mask, scores, 0.0)
             top = np.argsort(-scores, kind="stable")[:depth]
-            lexical = top[scores[top] > 0].astype(np.int64)
+            lexical.append((top[scores[top] > 0].astype(np.int64), weight))
         in_pool = set(pool.tolist())
-        missing = np.array([i for i in lexical.tolist() if i not in in_pool], dtype=np.int64)
+        missing = np.array(
+            list(dict.fromkeys(i for ids, _ in lexical for i in ids.tolist() if i not in in_pool)), dtype=np.int64
+        )
         if missing.size:  # found by BM25 alone: their similarity still counts on the dense side
             pool = np.concatenate([pool, missing])
             pool_similarity = np.concatenate(
@@ -246,10 +252,12 @@ class Retriever:
             fused[order] += 1.0 / (_RRF_K + np.arange(len(order)) + 1)
             first[order] = np.arange(len(order))
             rankings += 1
-        if lexical.size:
-            sorter = np.argsort(pool)
-            positions = sorter[np.searchsorted(pool, lexical, sorter=sorter)]
-            fused[positions] += 1.0 / (_RRF_K + np.arange(len(positions)) + 1)
+        sorter = np.argsort(pool)
+        for ids, weight in lexical:
+            if not ids.size:
+                continue
+            positions = sorter[np.searchsorted(pool, ids, sorter=sorter)]
+            fused[positions] += weight / (_RRF_K + np.arange(len(positions)) + 1)
             if rankings == 0:
                 first[:] = len(pool)
                 first[positions] = np.arange(len(positions))
@@ -257,7 +265,8 @@ class Retriever:
         ranked = [int(p) for p in np.lexsort((first, -fused))[:k] if fused[p] > 0]
         # Scaled by the rankings the mode fuses, not those that found something: a hit only one of them found
         # scores at most one half in hybrid, so scores of different searches compare (`merge_rankings`).
-        top_score = (2 if mode == "hybrid" else 1) / (_RRF_K + 1)
+        weights = (1.0 if mode in ("hybrid", "dense") else 0.0) + sum(weight for _, weight in parts)
+        top_score = weights / (_RRF_K + 1)
         return [
             Hit(
                 chunk=self.index.chunks[int(pool[p])],
@@ -267,6 +276,21 @@ class Retriever:
             )
             for rank, p in enumerate(ranked)
         ]
+
+    def _lexical_parts(self, tokens: list[str], space: str, among: Subset | None) -> list[tuple[list[str], float]]:
+        """The question's tokens as BM25 rankings, each with its weight in the fusion (together they weigh one):
+        one ranking of them all, except for a question in the multilingual space over an index that holds both
+        scripts. There Chinese character pairs can only match the Chinese chunks, so ranked with the rest they
+        would put some Chinese chunk high for every Chinese question, whatever the English ones say: the ranking
+        of all the tokens weighs as much as the share of chunks in other scripts, and the ranking of the words
+        any chunk can hold (names and numbers: "ASTRI", "2.0") the rest. An index mostly in English ranks a
+        Chinese question by its names, one mostly in Chinese by all its words."""
+        if space != MULTILINGUAL or among is not None or self.other_script is None or self._readable is None:
+            return [(tokens, 1.0)]
+        share = self.other_script.count / len(self.index.chunks)
+        if share == 1.0:
+            return [(tokens, 1.0)]
+        return [(tokens, share), ([t for t in tokens if not CJK.search(t)], 1.0 - share)]
 
     def _sentence_evidence(self, vector: np.ndarray, chunk_ids: np.ndarray, space: str) -> np.ndarray:
         """Each chunk's best sentence similarity, from the sentence vectors stored at build time."""

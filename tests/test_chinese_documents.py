@@ -351,3 +351,54 @@ def test_the_language_offset_moves_passages_of_one_script_together(
         chinese = np.array([s.document_id == SMART_CITY or service is zh_service for s in retriever.index.sentences])
         assert np.allclose(raw[chinese] - corrected[chinese], shift, atol=1e-6)
         assert np.array_equal(raw[~chinese], corrected[~chinese])
+
+
+@pytest.fixture(scope="module")
+def corpus_with_a_chinese_note(
+    tmp_path_factory: pytest.TempPathFactory, settings: Settings, embedder: Embedder, multilingual: MultilingualEmbedder
+) -> Iterator[QAService]:
+    """Our corpus with one short, unrelated Chinese document added (a fictional speech lab founded 在香港仔),
+    built beside the session index's embedding cache so only the new document is embedded."""
+    root = tmp_path_factory.mktemp("with-note")
+    shutil.copytree(settings.corpus_dir, root / "corpus")
+    shutil.copy(FIXTURE.parent / "zh-lab" / "star-river-lab.md", root / "corpus" / "star-river-lab.md")
+    (root / "index" / "cache").mkdir(parents=True)
+    for cache in (settings.index_dir / "cache").glob("embeddings-*.npz"):
+        shutil.copy(cache, root / "index" / "cache" / cache.name)
+    service = _build_and_serve(root / "corpus", embedder, multilingual)
+    yield service
+    service.close()
+
+
+def test_one_chinese_document_does_not_draw_chinese_questions_about_the_english_ones(
+    corpus_with_a_chinese_note: QAService,
+) -> None:
+    """Before the language offset "香港科技園幾時成立？" was answered from the lab note ("在香港仔成立", confidence
+    0.71); with the offset alone it abstained, the note still ranked first by its character pairs. Now it gets
+    the English sentence it gets without the note, ranked first, and the lab's own questions its own answers."""
+    service = corpus_with_a_chinese_note
+    question = "香港科技園幾時成立？"
+    answer, _ = service.ask(question)
+    assert answer.text is not None and "Hong Kong Science and Technology Parks Corporation" in answer.text
+    assert answer.citations[0].document_id == "notes/rise-of-hong-kong-ai"
+    passages, _ = service.search(question, top_k=3)
+    assert passages[0].hit.chunk.document_id == "notes/rise-of-hong-kong-ai"
+    answer, _ = service.ask("星河實驗室的創辦人是誰？")
+    assert answer.text is not None and "陳大文博士" in answer.text
+    assert answer.citations[0].document_id == "star-river-lab"
+
+
+def test_bm25_weighs_chinese_character_pairs_by_the_share_of_chunks_that_could_hold_them(
+    corpus_with_a_chinese_note: QAService, zh_service: QAService, service: QAService
+) -> None:
+    """In an index mostly in English, a Chinese question is ranked by its names; in one all in Chinese (or all in
+    English) by all its words, as one ranking."""
+    tokens = ["astri", "成立", "香港"]
+    mixed = corpus_with_a_chinese_note.retriever
+    assert mixed.other_script is not None
+    share = mixed.other_script.count / len(mixed.index.chunks)
+    assert 0 < share < 0.1
+    assert mixed._lexical_parts(tokens, MULTILINGUAL, None) == [(tokens, share), (["astri"], 1 - share)]
+    assert mixed._lexical_parts(tokens, ENGLISH, None) == [(tokens, 1.0)]
+    assert zh_service.retriever._lexical_parts(tokens, MULTILINGUAL, None) == [(tokens, 1.0)]
+    assert service.retriever._lexical_parts(tokens, MULTILINGUAL, None) == [(tokens, 1.0)]
