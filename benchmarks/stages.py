@@ -33,7 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from hkai_qa.answering import extract_answer
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
-from hkai_qa.retrieval import lexical_tokens
+from hkai_qa.lexical import lexical_tokens
 from hkai_qa.service import QAService
 
 ROOT = Path(__file__).resolve().parent.parent

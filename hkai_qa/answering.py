@@ -14,7 +14,8 @@ from hkai_qa.citations import cite
 from hkai_qa.highlighting import CHINESE_YEAR, expected_answer, find_highlight
 from hkai_qa.index import Index
 from hkai_qa.languages import MULTILINGUAL
-from hkai_qa.retrieval import Retriever, question_tokens, word_tokens
+from hkai_qa.lexical import question_tokens, word_tokens
+from hkai_qa.retrieval import Retriever
 from hkai_qa.types import Answer, Citation, Hit
 
 # Weights of the sentence ranking: similarity to the question, share of the question's weighted

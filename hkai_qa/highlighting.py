@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from hkai_qa.retrieval import STOPWORDS, question_tokens, word_tokens
+from hkai_qa.lexical import STOPWORDS, question_tokens, word_tokens
 
 # A year in Chinese text, where no word boundary sets it off: "於2001年" is a date, "撥款2000萬元" is not.
 CHINESE_YEAR = r"(?<!\d)(?:1[89]|20)\d\d年"

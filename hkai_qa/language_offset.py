@@ -13,8 +13,9 @@ the same amount for a question, so their order among themselves never changes, w
 passages compete on what they say. An English question has a negative coordinate, so the Chinese passages
 it is compared with rise by as much.
 
-`python -m hkai_qa.language_offset` measures it again from the parallel text in the repository (the Chinese
-fixture documents and the English notes they were translated from) and writes `language_offset.json`.
+`python -m hkai_qa.language_offset`, from a clone, measures it again from the parallel text in the repository
+(the Chinese fixture documents and the English notes they were translated from) and writes
+`language_offset.json`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hkai_qa.chunking import split_sentences
-from hkai_qa.documents import read_document
 from hkai_qa.multilingual_embedding import DIMENSION, MULTILINGUAL_MODEL, PACKAGE, MultilingualEmbedder
 
 OFFSET_FILE = Path(__file__).with_name("language_offset.json")
@@ -83,6 +82,9 @@ def measure_offset(english: Sequence[str], chinese: Sequence[str], embedder: Mul
 
 def parallel_sentences(pairs: Sequence[tuple[Path, Path]] = PARALLEL) -> tuple[list[str], list[str]]:
     """The citable sentences of each (English, Chinese) pair of documents, as the index would hold them."""
+    from hkai_qa.chunking import split_sentences  # measuring only: serving never reads documents here
+    from hkai_qa.documents import read_document
+
     english: list[str] = []
     chinese: list[str] = []
     for english_path, chinese_path in pairs:
@@ -93,6 +95,7 @@ def parallel_sentences(pairs: Sequence[tuple[Path, Path]] = PARALLEL) -> tuple[l
 
 
 def main() -> None:
+    """Measure the offset from the parallel text in the repository and write `language_offset.json`."""
     english, chinese = parallel_sentences()
     offset = measure_offset(english, chinese, MultilingualEmbedder())
     assert offset.axis.shape == (DIMENSION,)

@@ -2,76 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import math
-import re
 from collections import Counter
 from dataclasses import replace
-from functools import lru_cache
 
 import bm25s
 import numpy as np
-import Stemmer
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from hkai_qa.index import Index, VectorSpace, embedding_text
 from hkai_qa.language_offset import language_offset
-from hkai_qa.languages import CJK, ENGLISH, MULTILINGUAL, fold_width, mostly_other_script, needs_multilingual
+from hkai_qa.languages import ENGLISH, MULTILINGUAL, mostly_other_script, needs_multilingual
+from hkai_qa.lexical import lexical_tokens
 from hkai_qa.types import Hit
 from hkai_qa.vector_index import Subset, subset
 from hkai_qa.vector_index import search as vector_search
 
-# Words that carry meaning in this domain ("first cohort", "six principles", "found") stay searchable.
-_KEEP = {
-    "first", "second", "third", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "fifteen", "twenty", "forty", "fifty", "sixty", "hundred", "found", "fire", "bill",
-    "call", "empty", "fill", "full", "front", "move", "name", "show", "side", "top", "part", "system", "interest",
-}  # fmt: skip
-STOPWORDS = frozenset(ENGLISH_STOP_WORDS - _KEEP) | {"s", "does", "did", "tell"}
-# Identifiers keep their inner punctuation: "HK$3", "2.0", "AI-powered", "R&D"; parts are indexed too.
-_TOKEN = re.compile(r"[^\W_]+(?:[.$&/+-][^\W_]+)*")
 _RRF_K = 60
+log = logging.getLogger("hkai_qa.retrieval")
 MODES = ("hybrid", "dense", "bm25")
-_stemmer = Stemmer.Stemmer("english")
-
-
-@lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
-    return str(_stemmer.stemWord(word)) if word.isalpha() else word
-
-
-_CJK_RUN = re.compile(f"((?:{CJK.pattern})+)")
-
-
-def lexical_tokens(text: str) -> list[str]:
-    """Lower-cased, stemmed content tokens; compound identifiers also yield their parts.
-
-    Chinese (and other CJK) text has no spaces between words: its runs yield overlapping character
-    pairs ("智慧燈柱" -> 智慧 慧燈 燈柱), which need no dictionary and keep Traditional characters as written.
-    Full-width letters and digits are read as ASCII ("ＡＩ" -> ai, "２００１" -> 2001), in questions and texts alike."""
-    tokens: list[str] = []
-    for number, piece in enumerate(_CJK_RUN.split(fold_width(text).lower().replace("’", "'"))):
-        if number % 2:  # a CJK run
-            tokens.extend([piece] if len(piece) == 1 else [piece[i : i + 2] for i in range(len(piece) - 1)])
-            continue
-        for match in _TOKEN.finditer(piece):
-            word = match.group()
-            parts = re.split(r"[.$&/+-]", word) if not word.isalnum() else []
-            for token in (word, *parts):
-                if token and token not in STOPWORDS:
-                    tokens.append(_stem(token))
-    return tokens
-
-
-@lru_cache(maxsize=4096)
-def question_tokens(question: str) -> frozenset[str]:
-    """The distinct lexical tokens of a question, cached: every stage of one answer asks for them."""
-    return frozenset(lexical_tokens(question))
-
-
-@lru_cache(maxsize=4096)
-def word_tokens(word: str) -> frozenset[str]:
-    """The lexical tokens of one word or short phrase, cached for the per-word passes of answering."""
-    return frozenset(lexical_tokens(word))
 
 
 class Retriever:
@@ -97,10 +46,20 @@ class Retriever:
         # The multilingual model prefers passages in the question's own language: where chunks in other scripts
         # are indexed, their similarities are corrected by its language offset (hkai_qa/language_offset.py).
         self._offset = language_offset() if self.multilingual and self.other_script is not None else None
-        self._other_chunks = other_script.astype(np.float32)
-        self._other_sentences = np.zeros(len(index.sentences), dtype=np.float32)
-        for chunk in (c for c, other in zip(index.chunks, other_script.tolist(), strict=True) if other):
-            self._other_sentences[chunk.first_sentence : chunk.last_sentence + 1] = 1.0
+        if self.multilingual and self.other_script is not None and self._offset is None:
+            log.warning(
+                "index version %s holds passages in other scripts, but hkai_qa/language_offset.json was measured "
+                "with another version of the multilingual model: similarities are left uncorrected, so questions "
+                "lean to passages in their own language (run `python -m hkai_qa.language_offset` from a clone)",
+                index.version,
+            )
+        if self._offset is not None:
+            self._other_chunks = other_script.astype(np.float32)
+            # Each sentence by its own text (chunks overlap, and a bilingual paragraph mixes both); sentences
+            # with no vector (not citable) stay at 0.
+            self._other_sentences = np.array(
+                [s.citable and mostly_other_script(index.sentence_text(s)) for s in index.sentences], dtype=np.float32
+            )
         frequency: Counter[str] = Counter()
         for tokens in corpus:
             frequency.update(set(tokens))
@@ -199,27 +158,31 @@ class Retriever:
 
         The dense side ranks a chunk by its own similarity plus that of its closest sentence, so one
         sentence that matches the question well is not drowned by the rest of its chunk; BM25 ranks
-        chunks with their titles; the two rankings are fused by reciprocal rank.
+        chunks with their titles; the two rankings are fused by reciprocal rank. In the multilingual space over
+        an index of both scripts, similarities are corrected for the language offset, each script's chunks are
+        searched apart, and BM25 is weighed as `_lexical_parts` says.
         """
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: expected one of {', '.join(MODES)}")
         vectors = self.vectors(space)
-        wanted = max(k * 4, 50)
+        depth = min(max(k * 4, 50), len(self.index.chunks) if among is None else among.count)
         shift = self.language_shift(vector, space)
         # With the language offset, each script's chunks are searched apart: uncorrected, either could fill
         # the whole pool.
         groups = [self._readable, self.other_script] if shift and among is None else [among]
-        pools = []
+        found: list[tuple[np.ndarray, np.ndarray]] = []
         for group in groups:
-            depth = min(wanted, len(self.index.chunks) if group is None else group.count)
-            if depth:
-                similarities, ids = vector_search(vectors.chunk_vectors, vector.reshape(1, -1), depth, group)
-                pools.append((ids[0][ids[0] >= 0].astype(np.int64), similarities[0][ids[0] >= 0]))
-        if not pools:
+            wanted = depth if group is None else min(depth, group.count)
+            if wanted:
+                group_similarities, group_ids = vector_search(
+                    vectors.chunk_vectors, vector.reshape(1, -1), wanted, group
+                )
+                kept = group_ids[0] >= 0
+                found.append((group_ids[0][kept].astype(np.int64), group_similarities[0][kept]))
+        if not found:
             return []
-        pool = np.concatenate([ids for ids, _ in pools])
-        pool_similarity = np.concatenate([similarities for _, similarities in pools])
-        depth = min(wanted, len(self.index.chunks) if among is None else among.count)
+        pool = np.concatenate([ids for ids, _ in found])
+        pool_similarity = np.concatenate([similarities for _, similarities in found])
         # BM25 rankings with the weight each has in the fusion (see `_lexical_parts`).
         lexical: list[tuple[np.ndarray, float]] = []
         parts = self._lexical_parts(tokens, space, among) if mode in ("hybrid", "bm25") else []
@@ -265,12 +228,12 @@ class Retriever:
         ranked = [int(p) for p in np.lexsort((first, -fused))[:k] if fused[p] > 0]
         # Scaled by the rankings the mode fuses, not those that found something: a hit only one of them found
         # scores at most one half in hybrid, so scores of different searches compare (`merge_rankings`).
-        weights = (1.0 if mode in ("hybrid", "dense") else 0.0) + sum(weight for _, weight in parts)
-        top_score = weights / (_RRF_K + 1)
+        fusion_weight = (1.0 if mode in ("hybrid", "dense") else 0.0) + sum(weight for _, weight in parts)
+        top_score = fusion_weight / (_RRF_K + 1)
         return [
             Hit(
                 chunk=self.index.chunks[int(pool[p])],
-                score=float(fused[p]) / top_score,
+                score=min(float(fused[p]) / top_score, 1.0),  # the weights' sum can round one ulp over
                 rank=rank,
                 similarity=float(pool_similarity[p]),
             )
@@ -287,13 +250,13 @@ class Retriever:
         Chinese question by its names, one mostly in Chinese by all its words."""
         if space != MULTILINGUAL or among is not None or self.other_script is None or self._readable is None:
             return [(tokens, 1.0)]
-        share = self.other_script.count / len(self.index.chunks)
-        if share == 1.0:
+        if self._readable.count == 0:  # every chunk is in another script: one ranking, as in any one-script index
             return [(tokens, 1.0)]
-        return [(tokens, share), ([t for t in tokens if not CJK.search(t)], 1.0 - share)]
+        share = self.other_script.count / len(self.index.chunks)
+        return [(tokens, share), ([t for t in tokens if not needs_multilingual(t)], 1.0 - share)]
 
     def _sentence_evidence(self, vector: np.ndarray, chunk_ids: np.ndarray, space: str) -> np.ndarray:
-        """Each chunk's best sentence similarity, from the sentence vectors stored at build time."""
+        """Each chunk's best sentence similarity (`sentence_similarities`: corrected for the language offset)."""
         if not len(chunk_ids):
             return np.empty(0, dtype=np.float32)
         counts = self._sentence_counts[chunk_ids]

@@ -107,7 +107,8 @@ class SearchHit(BaseModel):
     end: int = Field(description="End offset (exclusive) of the passage in the document text.")
     score: float = Field(
         description="Relevance from fused dense and keyword ranking, 0 to 1: 1 is first in both rankings; a passage "
-        "only one of them found scores at most 0.5."
+        "only one of them found scores at most 0.5 (for a Chinese query over documents in both languages, the keyword "
+        "side is split by script, so a passage its characters alone found scores less)."
     )
 
 

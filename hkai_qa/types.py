@@ -54,7 +54,8 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A retrieved chunk: fused score in (0, 1], rank (0 is best), cosine similarity to the question."""
+    """A retrieved chunk: fused score in (0, 1], rank (0 is best), cosine similarity to the question (in the
+    multilingual space, less the language offset for a chunk in another script: hkai_qa/language_offset.py)."""
 
     chunk: Chunk
     score: float

@@ -17,8 +17,8 @@ from hkai_qa.building import build_index
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
 from hkai_qa.languages import ENGLISH, MULTILINGUAL
+from hkai_qa.lexical import lexical_tokens
 from hkai_qa.multilingual_embedding import MultilingualEmbedder
-from hkai_qa.retrieval import lexical_tokens
 from hkai_qa.service import QAService
 from hkai_qa.types import Answer
 
@@ -339,7 +339,8 @@ def test_the_language_offset_moves_passages_of_one_script_together(
     zh_service: QAService, mixed_service: QAService, multilingual: MultilingualEmbedder
 ) -> None:
     """A question's similarities to all passages in other scripts are lowered by one amount, so their order
-    among themselves is the model's own; English passages keep the model's similarity exactly."""
+    among themselves is the model's own; English passages, and sentences with no vector, keep the model's
+    similarity exactly."""
     vector = multilingual.encode_questions(["智慧燈柱收集甚麼數據？"])[0]
     for service in (zh_service, mixed_service):
         retriever = service.retriever
@@ -348,9 +349,11 @@ def test_the_language_offset_moves_passages_of_one_script_together(
         corrected = retriever.sentence_similarities(vector, numbers, MULTILINGUAL)
         shift = retriever.language_shift(vector, MULTILINGUAL)
         assert shift > 0
-        chinese = np.array([s.document_id == SMART_CITY or service is zh_service for s in retriever.index.sentences])
+        sentences = retriever.index.sentences
+        chinese = np.array([s.citable and (s.document_id == SMART_CITY or service is zh_service) for s in sentences])
+        assert chinese.sum() >= 10
         assert np.allclose(raw[chinese] - corrected[chinese], shift, atol=1e-6)
-        assert np.array_equal(raw[~chinese], corrected[~chinese])
+        assert np.array_equal(raw[~chinese], corrected[~chinese])  # English, and "資料來源：" lines (no vector)
 
 
 @pytest.fixture(scope="module")
@@ -402,3 +405,33 @@ def test_bm25_weighs_chinese_character_pairs_by_the_share_of_chunks_that_could_h
     assert mixed._lexical_parts(tokens, ENGLISH, None) == [(tokens, 1.0)]
     assert zh_service.retriever._lexical_parts(tokens, MULTILINGUAL, None) == [(tokens, 1.0)]
     assert service.retriever._lexical_parts(tokens, MULTILINGUAL, None) == [(tokens, 1.0)]
+
+
+def test_in_a_bilingual_paragraph_only_the_chinese_sentences_are_corrected(
+    tmp_path: Path, embedder: Embedder, multilingual: MultilingualEmbedder
+) -> None:
+    """Each sentence is judged by its own text, not by the chunk around it: "The institute employs about 600
+    engineers." keeps the model's similarity though its paragraph (and chunk) is mostly Chinese."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(FIXTURE.parent / "tiny-corpus", corpus)
+    shutil.copy(FIXTURE.parent / "zh" / "hong-kong-ai.md", corpus / "hong-kong-ai.md")
+    service = _build_and_serve(corpus, embedder, multilingual)
+    try:
+        retriever = service.retriever
+        index = retriever.index
+        by_text = {index.sentence_text(s): n for n, s in enumerate(index.sentences)}
+        english, chinese = by_text["The institute employs about 600 engineers."], by_text["它位於科學園。"]
+        assert any(
+            c.first_sentence <= english <= c.last_sentence and c.first_sentence <= chinese <= c.last_sentence
+            for c in index.chunks
+        )  # one chunk holds both
+        vector = multilingual.encode_questions(["應科院有幾多名工程師？"])[0]
+        shift = retriever.language_shift(vector, MULTILINGUAL)
+        numbers = [english, chinese]
+        raw = retriever.vectors(MULTILINGUAL).sentence_vectors[numbers] @ vector
+        corrected = retriever.sentence_similarities(vector, numbers, MULTILINGUAL)
+        assert shift > 0
+        assert corrected[0] == raw[0]
+        assert corrected[1] == pytest.approx(raw[1] - shift, abs=1e-6)
+    finally:
+        service.close()

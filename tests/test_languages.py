@@ -18,8 +18,9 @@ from hkai_qa.languages import (
     mostly_other_script,
     needs_multilingual,
 )
+from hkai_qa.lexical import lexical_tokens
 from hkai_qa.multilingual_embedding import MultilingualEmbedder
-from hkai_qa.retrieval import Retriever, lexical_tokens
+from hkai_qa.retrieval import Retriever
 
 MODEL = "all-MiniLM-L6-v2"
 HKSTP = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was formed on 7 May 2001."

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hkai_qa.index import Index, embedding_text
-from hkai_qa.retrieval import STOPWORDS, Retriever, lexical_tokens
+from hkai_qa.lexical import STOPWORDS, lexical_tokens
+from hkai_qa.retrieval import Retriever
 from hkai_qa.service import QAService
 from hkai_qa.types import Chunk, Hit
 
