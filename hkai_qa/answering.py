@@ -47,6 +47,8 @@ _TWO_QUESTIONS = re.compile(r"\w.*\band\s+(?:what|who|whom|whose|which|when|wher
 # deviation) of candidate similarities per tuning question is 0.132 for all-MiniLM-L6-v2 on the English
 # questions and 0.022 for multilingual-e5-small on the Chinese ones, a ratio of 6.1.
 _MULTILINGUAL_STRETCH = 6.1
+# Sections offered when abstaining ("closest: ...").
+RELATED_SECTIONS = 3
 # Further citations must score within this margin of the answer: "up to top_k", never padding.
 _SUPPORT_MARGIN = 0.25
 
@@ -288,7 +290,7 @@ def _supporting(
     ]
 
 
-def related_sections(hits: Sequence[Hit], index: Index, limit: int = 3) -> tuple[Citation, ...]:
+def related_sections(hits: Sequence[Hit], index: Index, limit: int = RELATED_SECTIONS) -> tuple[Citation, ...]:
     """The closest sections when abstaining, so a reader can look for themselves."""
     related: list[Citation] = []
     seen: set[tuple[str, int]] = set()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from cachetools import LRUCache
 
-from hkai_qa.answering import extract_answer, related_sections
+from hkai_qa.answering import RELATED_SECTIONS, extract_answer, related_sections
 from hkai_qa.batching import QuestionBatcher
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder, embedder_for
@@ -185,10 +185,21 @@ class QAService:
         the closest sections come from both rankings merged, the Chinese chunks ranked by the multilingual
         model (`other`) merged with the English ranking the answer was sought in (`hits`). They are offered to
         read, never taken as the answer: across languages that model's confidence does not tell a right answer
-        from an off-topic one well enough (see the README)."""
+        from an off-topic one well enough (see the README).
+
+        The two rankings' scores come from different models, so when the merge leaves no Chinese section among
+        the related ones, the closest Chinese section takes the last place: a reader always sees the nearest
+        section in each language (an English chunk its words and its model both found outranks any Chinese one
+        only the model can read)."""
         chinese = retriever.rank_other_scripts(question, other, self.settings.candidates)
         merged = merge_rankings(hits, chinese, len(hits) + len(chinese))
-        return replace(abstention, related=related_sections(merged, retriever.index))
+        related = related_sections(merged, retriever.index)
+        index = retriever.index
+        in_other_scripts = {(hit.chunk.document_id, index.section_of(hit.chunk).title) for hit in chinese}
+        shown = {(citation.document_id, citation.section) for citation in related}
+        if chinese and not shown & in_other_scripts:
+            related = (*related[: RELATED_SECTIONS - 1], *related_sections(chinese, index, limit=1))
+        return replace(abstention, related=related)
 
     async def _other_scripts_vector(self, text: str, retriever: Retriever) -> tuple[np.ndarray | None, bool]:
         """The multilingual vector of an English text when the index holds chunks in other scripts (None when it

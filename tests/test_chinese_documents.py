@@ -435,3 +435,24 @@ def test_in_a_bilingual_paragraph_only_the_chinese_sentences_are_corrected(
         assert corrected[1] == pytest.approx(raw[1] - shift, abs=1e-6)
     finally:
         service.close()
+
+
+def test_an_english_question_always_sees_the_closest_chinese_section_among_the_related_ones(
+    corpus_with_a_chinese_note: QAService,
+) -> None:
+    """The English chunks are ranked by the English model and their words, the Chinese ones by the multilingual
+    model alone, and the two scores do not compare: before, every English section that both found outranked the
+    Chinese note, so "Who founded the Star River Lab?" listed three English sections and not the lab's. The
+    closest Chinese section now takes the last place when none is among them, over HTTP as in-process."""
+    service = corpus_with_a_chinese_note
+    question = "Who founded the Star River Lab?"
+    answer, _ = service.ask(question)
+    assert answer.text is None and len(answer.related) == 3
+    assert [r.document_id for r in answer.related][:2] != ["star-river-lab"] * 2
+    assert answer.related[-1].document_id == "star-river-lab"
+    assert sum(r.document_id == "star-river-lab" for r in answer.related) == 1
+    over_http, _, _ = asyncio.run(service.ask_async(question))
+    assert over_http.related == answer.related
+    answer, _ = service.ask("Which languages does Sing Sing Man support?")  # its name: ranked first on merit
+    assert answer.related[0].document_id == "star-river-lab"
+    assert sum(r.document_id == "star-river-lab" for r in answer.related) == 1
