@@ -99,10 +99,40 @@ class Retriever:
         """A text's best `k` chunks: searched in its own space (`vector`) among the chunks that space can read,
         by its words alone when no model here can read it (Chinese with the multilingual model off: an English
         vector of Chinese text finds noise, its words do not). With `other`, its multilingual vector, the chunks
-        in other scripts are ranked in that space too and the two rankings merged (`merge_rankings`)."""
+        in other scripts are ranked in that space too and the two rankings joined (`across_scripts`)."""
         own = mode if self.can_read(text) else "bm25"
         hits = self.search(vector, lexical_tokens(text), k, own, self.space_for(text), self.readable_chunks(text))
-        return hits if other is None else merge_rankings(hits, self.rank_other_scripts(text, other, k, mode), k)
+        if other is None:
+            return hits
+        return self.across_scripts(hits, self.rank_other_scripts(text, other, k, mode), other, k, mode)
+
+    def across_scripts(
+        self, own: list[Hit], theirs: list[Hit], other: np.ndarray, k: int, mode: str = "hybrid"
+    ) -> list[Hit]:
+        """An English text's hits among the English chunks (`own`, by the English model) and among the chunks in
+        other scripts (`theirs`, by the multilingual model) as one ranking of the best `k`.
+
+        Their fused scores come from different models, and BM25 reads only the English chunks, so merged by
+        score (`merge_rankings`) an English chunk whose words match comes first, whatever it says. That order is
+        fused by reciprocal rank with the multilingual model's ranking of the same chunks (`other`: the text's
+        vector there; chunks in other scripts corrected for the language offset), which weighs as much as the
+        share of chunks in other scripts: little in an index mostly in English, most in one mostly in Chinese.
+        Scores are the fused ones, 1 for first in both. The words-only mode keeps the merge by score."""
+        merged = merge_rankings(own, theirs, len(own) + len(theirs))
+        if not own or not theirs or mode == "bm25" or self.other_script is None or self.index.multilingual is None:
+            return merged[:k]
+        ids = np.array([hit.chunk.id for hit in merged], dtype=np.int64)
+        similarities = self.index.multilingual.chunk_vectors.reconstruct_batch(ids) @ other
+        shift = self.language_shift(other, MULTILINGUAL)
+        if shift:
+            similarities = similarities - shift * self._other_chunks[ids]
+        weight = self.other_script.count / len(self.index.chunks)
+        positions = 1.0 / (_RRF_K + 1 + np.arange(len(merged)))
+        fused = positions.copy()
+        fused[np.argsort(-similarities, kind="stable")] += weight * positions
+        top = (1.0 + weight) / (_RRF_K + 1)
+        order = np.argsort(-fused, kind="stable")[:k]
+        return [replace(merged[i], rank=rank, score=min(float(fused[i]) / top, 1.0)) for rank, i in enumerate(order)]
 
     def rank_other_scripts(self, text: str, other: np.ndarray, k: int, mode: str = "hybrid") -> list[Hit]:
         """The best `k` of the chunks in other scripts for a text, in the multilingual space (`other`: its vector

@@ -107,8 +107,9 @@ class SearchHit(BaseModel):
     end: int = Field(description="End offset (exclusive) of the passage in the document text.")
     score: float = Field(
         description="Relevance from fused dense and keyword ranking, 0 to 1: 1 is first in both rankings; a passage "
-        "only one of them found scores at most 0.5 (for a Chinese query over documents in both languages, the keyword "
-        "side is split by script, so a passage its characters alone found scores less)."
+        "only one of them found scores at most 0.5. Over documents in both languages a Chinese query's keyword side is "
+        "split by script, and an English query's two rankings (English model, multilingual model) are joined by "
+        "rank with the multilingual model's own order, so 1 is then first in both of those."
     )
 
 

@@ -19,7 +19,7 @@ from hkai_qa.errors import DocumentNotFound, IndexInvalid, InvalidRequest, Model
 from hkai_qa.index import Index, load_index, load_version
 from hkai_qa.languages import MULTILINGUAL, fold_width, refused_character
 from hkai_qa.multilingual_embedding import DIMENSION, multilingual_embedder_for
-from hkai_qa.retrieval import Retriever, merge_rankings
+from hkai_qa.retrieval import Retriever
 from hkai_qa.types import Answer, Document, Hit
 from hkai_qa.versions import current_version
 
@@ -192,7 +192,7 @@ class QAService:
         section in each language (an English chunk its words and its model both found outranks any Chinese one
         only the model can read)."""
         chinese = retriever.rank_other_scripts(question, other, self.settings.candidates)
-        merged = merge_rankings(hits, chinese, len(hits) + len(chinese))
+        merged = retriever.across_scripts(hits, chinese, other, len(hits) + len(chinese))
         related = related_sections(merged, retriever.index)
         index = retriever.index
         in_other_scripts = {(hit.chunk.document_id, index.section_of(hit.chunk).title) for hit in chinese}
