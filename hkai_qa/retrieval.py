@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import replace
 
 import bm25s
 import numpy as np
 
+from hkai_qa.fusion import RRF_K, fuse_with_order, merge_rankings
 from hkai_qa.index import Index, VectorSpace, embedding_text
 from hkai_qa.language_offset import language_offset
 from hkai_qa.languages import ENGLISH, MULTILINGUAL, mostly_other_script, needs_multilingual
@@ -18,9 +18,10 @@ from hkai_qa.types import Hit
 from hkai_qa.vector_index import Subset, subset
 from hkai_qa.vector_index import search as vector_search
 
-_RRF_K = 60
 log = logging.getLogger("hkai_qa.retrieval")
 MODES = ("hybrid", "dense", "bm25")
+# How deep each side is ranked before an English text's hits are joined across scripts (`across_scripts`).
+ACROSS_SCRIPTS_DEPTH = 20
 
 
 class Retriever:
@@ -101,10 +102,13 @@ class Retriever:
         vector of Chinese text finds noise, its words do not). With `other`, its multilingual vector, the chunks
         in other scripts are ranked in that space too and the two rankings joined (`across_scripts`)."""
         own = mode if self.can_read(text) else "bm25"
-        hits = self.search(vector, lexical_tokens(text), k, own, self.space_for(text), self.readable_chunks(text))
+        # Joined across scripts, both sides are ranked to the same depth whatever `k`: the first place must
+        # not depend on how many places were asked for.
+        depth = k if other is None else max(k, ACROSS_SCRIPTS_DEPTH)
+        hits = self.search(vector, lexical_tokens(text), depth, own, self.space_for(text), self.readable_chunks(text))
         if other is None:
             return hits
-        return self.across_scripts(hits, self.rank_other_scripts(text, other, k, mode), other, k, mode)
+        return self.across_scripts(hits, self.rank_other_scripts(text, other, depth, mode), other, k, mode)
 
     def across_scripts(
         self, own: list[Hit], theirs: list[Hit], other: np.ndarray, k: int, mode: str = "hybrid"
@@ -126,13 +130,8 @@ class Retriever:
         shift = self.language_shift(other, MULTILINGUAL)
         if shift:
             similarities = similarities - shift * self._other_chunks[ids]
-        weight = self.other_script.count / len(self.index.chunks)
-        positions = 1.0 / (_RRF_K + 1 + np.arange(len(merged)))
-        fused = positions.copy()
-        fused[np.argsort(-similarities, kind="stable")] += weight * positions
-        top = (1.0 + weight) / (_RRF_K + 1)
-        order = np.argsort(-fused, kind="stable")[:k]
-        return [replace(merged[i], rank=rank, score=min(float(fused[i]) / top, 1.0)) for rank, i in enumerate(order)]
+        similarities = similarities + self._sentence_evidence(other, ids, MULTILINGUAL)  # as `search` ranks
+        return fuse_with_order(merged, similarities, self.other_script.count / len(self.index.chunks), k)
 
     def rank_other_scripts(self, text: str, other: np.ndarray, k: int, mode: str = "hybrid") -> list[Hit]:
         """The best `k` of the chunks in other scripts for a text, in the multilingual space (`other`: its vector
@@ -242,7 +241,7 @@ class Retriever:
         if mode in ("hybrid", "dense"):
             evidence = self._sentence_evidence(vector, pool, space)
             order = np.argsort(-(pool_similarity + evidence), kind="stable")
-            fused[order] += 1.0 / (_RRF_K + np.arange(len(order)) + 1)
+            fused[order] += 1.0 / (RRF_K + np.arange(len(order)) + 1)
             first[order] = np.arange(len(order))
             rankings += 1
         sorter = np.argsort(pool)
@@ -250,7 +249,7 @@ class Retriever:
             if not ids.size:
                 continue
             positions = sorter[np.searchsorted(pool, ids, sorter=sorter)]
-            fused[positions] += weight / (_RRF_K + np.arange(len(positions)) + 1)
+            fused[positions] += weight / (RRF_K + np.arange(len(positions)) + 1)
             if rankings == 0:
                 first[:] = len(pool)
                 first[positions] = np.arange(len(positions))
@@ -259,7 +258,7 @@ class Retriever:
         # Scaled by the rankings the mode fuses, not those that found something: a hit only one of them found
         # scores at most one half in hybrid, so scores of different searches compare (`merge_rankings`).
         fusion_weight = (1.0 if mode in ("hybrid", "dense") else 0.0) + sum(weight for _, weight in parts)
-        top_score = fusion_weight / (_RRF_K + 1)
+        top_score = fusion_weight / (RRF_K + 1)
         return [
             Hit(
                 chunk=self.index.chunks[int(pool[p])],
@@ -294,11 +293,3 @@ class Retriever:
         # Every sentence number of every chunk, in chunk order: first_sentence + 0, 1, ... per chunk.
         numbers = np.repeat(self._first_sentences[chunk_ids] - starts, counts) + np.arange(int(counts.sum()))
         return np.maximum.reduceat(self.sentence_similarities(vector, numbers, space), starts)
-
-
-def merge_rankings(first: list[Hit], second: list[Hit], k: int) -> list[Hit]:
-    """Two searches' hits (of different chunks) as one ranking by fused score, the first search's hit first on
-    a tie, ranks renumbered. Scores are on one scale (1 is first in every ranking the mode fuses), so a chunk
-    both the model and its words put high comes before one only the model found."""
-    merged = sorted([*first, *second], key=lambda hit: -hit.score)[:k]
-    return [replace(hit, rank=rank) for rank, hit in enumerate(merged)]

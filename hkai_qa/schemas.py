@@ -106,10 +106,10 @@ class SearchHit(BaseModel):
     start: int = Field(description="Start offset of the passage in the document text.")
     end: int = Field(description="End offset (exclusive) of the passage in the document text.")
     score: float = Field(
-        description="Relevance from fused dense and keyword ranking, 0 to 1: 1 is first in both rankings; a passage "
-        "only one of them found scores at most 0.5. Over documents in both languages a Chinese query's keyword side is "
-        "split by script, and an English query's two rankings (English model, multilingual model) are joined by "
-        "rank with the multilingual model's own order, so 1 is then first in both of those."
+        description="Rank fusion of the dense and keyword rankings, 0 to 1: 1 is first in both; a passage only one of "
+        "them found scores at most 0.5. It compares passages of one search, not searches. Over documents in both "
+        "languages a Chinese query's keyword side is split by script, and an English query's order is fused with the "
+        "multilingual model's own order of the same passages: 1 is then first in both orders."
     )
 
 

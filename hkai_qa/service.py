@@ -187,17 +187,15 @@ class QAService:
         read, never taken as the answer: across languages that model's confidence does not tell a right answer
         from an off-topic one well enough (see the README).
 
-        The two rankings' scores come from different models, so when the merge leaves no Chinese section among
-        the related ones, the closest Chinese section takes the last place: a reader always sees the nearest
-        section in each language (an English chunk its words and its model both found outranks any Chinese one
-        only the model can read)."""
+        The two rankings are joined as `/search` joins them (`Retriever.across_scripts`); when that still leaves
+        no Chinese section among the related ones, the closest Chinese section takes the last place, so a reader
+        always sees the nearest section in each language."""
         chinese = retriever.rank_other_scripts(question, other, self.settings.candidates)
         merged = retriever.across_scripts(hits, chinese, other, len(hits) + len(chinese))
-        related = related_sections(merged, retriever.index)
         index = retriever.index
-        in_other_scripts = {(hit.chunk.document_id, index.section_of(hit.chunk).title) for hit in chinese}
-        shown = {(citation.document_id, citation.section) for citation in related}
-        if chinese and not shown & in_other_scripts:
+        related = related_sections(merged, index)
+        shown = list(dict.fromkeys((hit.chunk.document_id, hit.chunk.section) for hit in merged))[: len(related)]
+        if chinese and not set(shown) & {(hit.chunk.document_id, hit.chunk.section) for hit in chinese}:
             related = (*related[: RELATED_SECTIONS - 1], *related_sections(chinese, index, limit=1))
         return replace(abstention, related=related)
 

@@ -469,8 +469,15 @@ def test_an_english_question_always_sees_the_closest_chinese_section_among_the_r
 def test_an_english_search_puts_the_chinese_section_that_answers_first(mixed_service: QAService, question: str) -> None:
     """Merged by score alone, the English lab came first for each of these (its words match "the", "scheme",
     "fund" and the English model ranks it first among English chunks); the multilingual model, which reads both,
-    now arbitrates, and the Chinese section that answers comes first, in /search and in the related sections."""
+    now arbitrates, and the Chinese section that answers comes first, in /search and in the related sections,
+    through the HTTP paths as in-process."""
     passages, _ = mixed_service.search(question, top_k=3)
     assert passages[0].hit.chunk.document_id == SMART_CITY
+    first, _ = mixed_service.search(question, top_k=1)  # the first place does not depend on how many are asked
+    assert [p.hit.chunk.id for p in first] == [passages[0].hit.chunk.id]
+    over_http, _ = asyncio.run(mixed_service.search_async(question, top_k=3))
+    assert [p.hit.chunk.id for p in over_http] == [p.hit.chunk.id for p in passages]
     answer, _ = mixed_service.ask(question)
     assert answer.text is None and answer.related[0].document_id == SMART_CITY
+    answered_over_http, _, _ = asyncio.run(mixed_service.ask_async(question))
+    assert answered_over_http.related == answer.related
