@@ -20,7 +20,7 @@ _NOT_AN_ANSWER = re.compile(
 _MIN_WORDS = 4
 # blingfire sometimes ends a sentence after a title ("... banks. Dr." | "Chan agreed.") or a reference
 # abbreviation ("see Cap." | "486 of the laws"). Titles always precede a name; references precede a number.
-_TITLE_END = re.compile(r"(?:^|\s|\()(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep)\.$")
+_TITLE_END = re.compile(r"(?<![^\W_])(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep)\.$")
 _REFERENCE_END = re.compile(r"(?:^|\s|\()(?:No|Nos|Cap|Fig|Art|Sec|Vol|Ord|pp?)\.$")
 _REFERENCE_NEXT = re.compile(r"\s*[\d(]")
 # Han ideographs, including the supplementary planes where Cantonese characters such as 𨋢 live.
@@ -34,6 +34,9 @@ _OPENING_QUOTE = {"」": "「", "』": "『", "”": "“", "’": "‘"}
 _QUOTATION = re.compile(r"「[^「」\n]{1,200}」|『[^『』\n]{1,200}』|“[^“”\n]{1,200}”")
 # blingfire reads a line break as a space, but Chinese text is not wrapped, so a break between Chinese text ends a
 # sentence; with English on either side it may be a wrapped English sentence that names something in Chinese.
+# An English sentence's end with Chinese text right after it ("... in Pok Fu Lam. 研究所專注於…"), which blingfire
+# does not cut.
+_LATIN_END_BEFORE_CJK = re.compile(f"(?<=[^\\W_][.!?])[ \t\u3000]+(?=[{_CJK}])")
 _CJK_LINE_BREAK = re.compile(f"(?<=[{_CJK}])[ \t]*\n(?=[ \t]*[{_CJK}])")
 _HAN_CHARACTER = re.compile(f"[{_HAN}]")
 _WORD = re.compile(f"[^\\W{_HAN}]+")  # \w+ without Han, which has no spaces and is counted by character
@@ -132,7 +135,10 @@ def _split_chinese(block: str, spans: list[tuple[int, int]]) -> list[tuple[int, 
     inside = {i for end in ends for i in range(end.start() + 1, end.end())}
     inside |= {i for quote in _QUOTATION.finditer(block) for i in range(quote.start() + 1, quote.end())}
     runs_on = {end.end() for end in ends if _opens_and_runs_on(block, end)}
-    cuts = ({b for _, b in spans} | {end.end() for end in ends}) - inside - runs_on
+    english_ends = {
+        end.start() for end in _LATIN_END_BEFORE_CJK.finditer(block) if not _TITLE_END.search(block[: end.start()])
+    }
+    cuts = ({b for _, b in spans} | {end.end() for end in ends} | english_ends) - inside - runs_on
     cuts |= {brk.start() for brk in _CJK_LINE_BREAK.finditer(block)}
     # Consecutive cuts cover the whole block, so only whitespace (stripped by the caller) falls between sentences.
     bounds = [0, *sorted(cut for cut in cuts if 0 < cut < len(block)), len(block)]

@@ -50,10 +50,14 @@ def fold_width(text: str) -> str:
 
 @lru_cache(maxsize=4096)
 def needs_multilingual(text: str) -> bool:
-    """Whether `text` holds a letter outside the Latin script: one such letter is enough, since a
-    question such as "ASTRI 係幾時成立？" is mostly Latin letters yet only readable as Chinese. Compatibility
-    forms count as what they stand for: full-width "ＡＩ" and the ligature "ﬁ" are Latin."""
-    return _NOT_LATIN.search(unicodedata.normalize("NFKC", text)) is not None
+    """Whether `text` needs the multilingual model: any Chinese, Japanese or Korean character ("ASTRI 係幾時成立？"
+    is mostly Latin letters yet only readable as Chinese), or mostly words in another script ("Что такое HKSTP?").
+    A Greek or Cyrillic letter in English ("What is μ-law?", "Moscow (Москва)") stays English, and
+    compatibility forms count as what they stand for: full-width "ＡＩ" and the ligature "ﬁ" are Latin."""
+    normalised = unicodedata.normalize("NFKC", text)
+    return CJK.search(normalised) is not None or (
+        _NOT_LATIN.search(normalised) is not None and mostly_other_script(normalised)
+    )
 
 
 # Refused in questions and queries: C0 and C1 control characters other than tab, line feed and carriage

@@ -14,7 +14,7 @@ from hkai_qa.index import Index, VectorSpace, embedding_text
 from hkai_qa.language_offset import language_offset
 from hkai_qa.languages import ENGLISH, MULTILINGUAL, mostly_other_script, needs_multilingual
 from hkai_qa.lexical import lexical_tokens
-from hkai_qa.types import Hit
+from hkai_qa.types import Chunk, Hit
 from hkai_qa.vector_index import Subset, subset
 from hkai_qa.vector_index import search as vector_search
 
@@ -38,8 +38,13 @@ class Retriever:
         ]
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus, show_progress=False)
-        # Chunks written mostly in another script (Chinese documents): the English model cannot read them.
-        other_script = np.array([mostly_other_script(index.chunk_text(c)) for c in index.chunks], dtype=bool)
+        # Sentences written mostly in another script (Chinese), and the chunks whose every sentence is: the English
+        # model cannot read those. A bilingual paragraph (English, then its Chinese translation, as Hong Kong press
+        # releases are written) stays readable for its English sentences.
+        other_sentences = np.array(
+            [s.citable and mostly_other_script(index.sentence_text(s)) for s in index.sentences], dtype=bool
+        )
+        other_script = np.array([self._all_other_script(c, other_sentences) for c in index.chunks], dtype=bool)
         self.other_script = subset(other_script) if other_script.any() else None
         self._readable = subset(~other_script) if other_script.any() else None
         self._first_sentences = np.array([c.first_sentence for c in index.chunks], dtype=np.int64)
@@ -56,11 +61,8 @@ class Retriever:
             )
         if self._offset is not None:
             self._other_chunks = other_script.astype(np.float32)
-            # Each sentence by its own text (chunks overlap, and a bilingual paragraph mixes both); sentences
-            # with no vector (not citable) stay at 0.
-            self._other_sentences = np.array(
-                [s.citable and mostly_other_script(index.sentence_text(s)) for s in index.sentences], dtype=np.float32
-            )
+            # Each sentence by its own text; sentences with no vector (not citable) stay at 0.
+            self._other_sentences = other_sentences.astype(np.float32)
         frequency: Counter[str] = Counter()
         for tokens in corpus:
             frequency.update(set(tokens))
@@ -74,6 +76,13 @@ class Retriever:
             frozenset(lexical_tokens(index.sentence_text(s)) + list(section_tokens.get((s.document_id, s.section), ())))
             for s in index.sentences
         ]
+
+    def _all_other_script(self, chunk: Chunk, other_sentences: np.ndarray) -> bool:
+        """Whether every citable sentence of a chunk is in another script (by its text, when it has none)."""
+        citable = [n for n in range(chunk.first_sentence, chunk.last_sentence + 1) if self.index.sentences[n].citable]
+        if not citable:
+            return mostly_other_script(self.index.chunk_text(chunk))
+        return bool(other_sentences[citable].all())
 
     def space_for(self, question: str) -> str:
         """The vector space a question is matched in: multilingual for a question not in the Latin script

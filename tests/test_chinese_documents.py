@@ -433,6 +433,11 @@ def test_in_a_bilingual_paragraph_only_the_chinese_sentences_are_corrected(
         assert shift > 0
         assert corrected[0] == raw[0]
         assert corrected[1] == pytest.approx(raw[1] - shift, abs=1e-6)
+        # The chunk is mostly Chinese, yet its English sentence is the English model's to find: a chunk is hidden
+        # from English questions only when every sentence in it is in another script.
+        answer, _ = service.ask("How many engineers does the institute employ?")
+        assert answer.text == "The institute employs about 600 engineers."
+        assert answer.citations[0].document_id == "hong-kong-ai"
     finally:
         service.close()
 

@@ -150,6 +150,10 @@ def test_simplified_chinese_keeps_a_closing_quote_with_its_question():
                 ("Dr. 陳大文說計劃成功。", True),
             ],
         ),
+        (  # blingfire does not cut an English sentence from the Chinese one after it
+            "It was founded in 2010 in Pok Fu Lam. 研究所專注於海洋人工智能。",
+            [("It was founded in 2010 in Pok Fu Lam.", True), ("研究所專注於海洋人工智能。", True)],
+        ),
     ],
 )
 def test_chinese_mixed_with_english(text: str, expected: list[tuple[str, bool]]):

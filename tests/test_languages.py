@@ -43,6 +43,9 @@ HKSTP = "The Hong Kong Science and Technology Parks Corporation (HKSTP) was form
         "When was Hong Kongʼs Science Park established?",  # U+02BC, a modifier letter used as an apostrophe
         "What is the ﬁrst AI supercomputing centre?",  # the ligature ﬁ is f and i
         "ＡＩ ｉｎ Ｈｏｎｇ Ｋｏｎｇ",  # full-width Latin letters, as a Chinese input method types them
+        "What is μ-law?",  # one Greek letter in English: it went to the multilingual model, which answered it
+        "How do I fix my phone battery (α)?",
+        "Who won the 2018 World Cup in Moscow (Москва)?",
     ],
 )
 def test_latin_script_digits_and_punctuation_stay_english(text: str) -> None:
@@ -63,7 +66,8 @@ def test_latin_script_digits_and_punctuation_stay_english(text: str) -> None:
         "カタカナ",  # Japanese katakana
         "香港の人工知能",  # kanji and kana
         "한국어 질문입니다",  # Korean hangul
-        "Что такое HKSTP?",  # Cyrillic: not Latin script either
+        "Что такое HKSTP?",  # mostly Cyrillic: not Latin script either
+        "Ποιος ίδρυσε το ASTRI;",  # mostly Greek
     ],
 )
 def test_a_letter_outside_the_latin_script_needs_the_multilingual_space(text: str) -> None:
