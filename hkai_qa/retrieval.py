@@ -59,10 +59,9 @@ class Retriever:
                 "lean to passages in their own language (run `python -m hkai_qa.language_offset` from a clone)",
                 index.version,
             )
-        if self._offset is not None:
-            self._other_chunks = other_script.astype(np.float32)
-            # Each sentence by its own text; sentences with no vector (not citable) stay at 0.
-            self._other_sentences = other_sentences.astype(np.float32)
+        # 1 for a chunk or sentence the language offset corrects (sentences with no vector, not citable, stay 0).
+        self._other_chunks = other_script.astype(np.float32)
+        self._other_sentences = other_sentences.astype(np.float32)
         frequency: Counter[str] = Counter()
         for tokens in corpus:
             frequency.update(set(tokens))
@@ -286,11 +285,11 @@ class Retriever:
         of all the tokens weighs as much as the share of chunks in other scripts, and the ranking of the words
         any chunk can hold (names and numbers: "ASTRI", "2.0") the rest. An index mostly in English ranks a
         Chinese question by its names, one mostly in Chinese by all its words."""
-        if space != MULTILINGUAL or among is not None or self.other_script is None or self._readable is None:
-            return [(tokens, 1.0)]
-        if self._readable.count == 0:  # every chunk is in another script: one ranking, as in any one-script index
+        if space != MULTILINGUAL or among is not None or self.other_script is None:
             return [(tokens, 1.0)]
         share = self.other_script.count / len(self.index.chunks)
+        if share == 1.0:  # every chunk is in another script: one ranking, as in any one-script index
+            return [(tokens, 1.0)]
         return [(tokens, share), ([t for t in tokens if not needs_multilingual(t)], 1.0 - share)]
 
     def _sentence_evidence(self, vector: np.ndarray, chunk_ids: np.ndarray, space: str) -> np.ndarray:
