@@ -59,9 +59,9 @@ CALIBRATION_FEATURES = (
 )
 DEFAULT_CALIBRATION: dict[str, Any] = {
     "features": list(CALIBRATION_FEATURES),
-    "weights": [3.06, 5.9282, 0.8101, 0.2971, 0.609, 3.3097, -1.4303],
-    "bias": -5.9833,
-    "threshold": 0.47,
+    "weights": [1.9195, 3.7261, 0.3225, -0.9081, 0.3131, 2.8721, -1.381],
+    "bias": -3.547,
+    "threshold": 0.27,
 }
 # The same kind of model for questions answered through the multilingual space, fitted on the tuning
 # split of the Chinese questions: its similarities are compressed (on- and off-topic both score high), so
@@ -69,9 +69,9 @@ DEFAULT_CALIBRATION: dict[str, Any] = {
 MULTILINGUAL_CALIBRATION_FEATURES = ("sentence_similarity", "chunk_similarity", "margin", "coverage")
 DEFAULT_MULTILINGUAL_CALIBRATION: dict[str, Any] = {
     "features": list(MULTILINGUAL_CALIBRATION_FEATURES),
-    "weights": [1.7341, 1.5797, 2.2702, 1.9179],
-    "bias": -2.8449,
-    "threshold": 0.5,
+    "weights": [3.1816, 3.1444, 2.7595, 3.7675],
+    "bias": -5.6271,
+    "threshold": 0.42,
 }
 
 
