@@ -46,7 +46,8 @@ class QAService:
 
     Over HTTP (`ask_async`, `search_async`) questions are encoded by the micro-batcher on its own thread,
     never on the event loop, and answers to repeated questions come from a small cache keyed by the
-    normalised question, `top_k` and the index version. The CLI and the eval (`ask`) encode directly and
+    question with its whitespace normalised (not its case: the multilingual model and the confidence model read
+    case, so "CEO" and "ceo" can get different confidences), `top_k` and the index version. The CLI and the eval (`ask`) encode directly and
     never use the cache, so what they measure is the real work.
     """
 
@@ -144,7 +145,7 @@ class QAService:
         retriever = snapshot or self._retriever
         asked, question = question.strip(), self._check(question, top_k, "question")
         space = retriever.space_for(question)
-        key = (" ".join(question.casefold().split()), top_k, retriever.index.version, space)
+        key = (" ".join(question.split()), top_k, retriever.index.version, space)
         cached = self._cached(key)
         if cached is not None:
             return replace(cached, question=asked), (time.perf_counter() - started) * 1000, True

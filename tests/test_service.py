@@ -20,7 +20,7 @@ from hkai_qa.service import QAService
 
 def test_a_repeated_question_comes_from_the_cache_with_the_asker_s_wording(service: QAService) -> None:
     first_wording = "Which funding scheme supports AI research collaborations with universities?"
-    second_wording = "  which FUNDING scheme supports AI research   collaborations with universities? "
+    second_wording = "  Which funding scheme supports AI research   collaborations with universities? "
 
     async def ask_three_times() -> list[tuple[str, str | None, bool]]:
         results = []
@@ -37,6 +37,20 @@ def test_a_repeated_question_comes_from_the_cache_with_the_asker_s_wording(servi
     assert service.cache_hits == hits_before + 1
     direct, _ = service.ask(first_wording, 3)  # the CLI and the eval never use the cache
     assert direct.text == first[1]
+
+
+def test_the_cache_never_answers_for_another_case_because_confidence_reads_case(service: QAService) -> None:
+    """"CEO" is a name the answer must mention, "ceo" only a word: the two get different confidences, so a
+    cached answer to one must not stand in for the other."""
+
+    async def ask(question: str) -> tuple[float, bool]:
+        answer, _, cached = await service.ask_async(question, 3)
+        return answer.confidence, cached
+
+    upper, lower = "Who is the CEO of Cyberport?", "who is the ceo of cyberport?"
+    first, second = asyncio.run(ask(upper)), asyncio.run(ask(lower))
+    assert second[1] is False
+    assert second[0] == service.ask(lower)[0].confidence != first[0]
 
 
 def test_full_width_latin_is_read_as_the_letters_it_stands_for(service: QAService) -> None:
