@@ -181,6 +181,12 @@ def _blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return blocks
 
 
+def only_source_lines(document: Document) -> bool:
+    """Whether every sentence of the document is a source line ("Source: ...", "資料來源：..."), so none can answer."""
+    sentences = split_sentences(document)
+    return bool(sentences) and all(_NOT_AN_ANSWER.match(document.text[s.start : s.end]) for s in sentences)
+
+
 def _is_citable(sentence: str) -> bool:
     """Source lines and fragments (such as a text cut off mid-sentence) are never answers."""
     if _NOT_AN_ANSWER.match(sentence):

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from markdown_it import MarkdownIt
 
+from hkai_qa.chunking import only_source_lines
 from hkai_qa.errors import (
     CorpusNotFound,
     EmptyCorpus,
@@ -157,6 +158,9 @@ def _decode_format(raw: bytes, relative: str, suffix: str) -> Document:
         missing = "no text outside headings" if has_words(text) else "no text"
     if not any(has_words(document.text[s.start : s.end]) for s in document.sections):
         raise UnreadableDocument(missing)
+    if only_source_lines(document):
+        # Indexed, it would add nothing an answer could quote, only links to the related sections.
+        raise UnreadableDocument("only source lines (such as 'Source: ...'), no text to answer from")
     return document
 
 

@@ -177,6 +177,9 @@ def test_non_utf8_text_is_reported_with_its_byte_offset_not_mangled():
         decode_document("# Tı\n".encode() + b"\xff", "m.md")
 
 
+SOURCES_ONLY = "only source lines (such as 'Source: ...'), no text to answer from"
+
+
 @pytest.mark.parametrize(
     ("raw", "relative", "reason"),
     [
@@ -185,6 +188,8 @@ def test_non_utf8_text_is_reported_with_its_byte_offset_not_mangled():
         (b" \n\t\n", "blank.md", "no text"),
         (b"# Title\n\n## Part\n", "headings.md", "no text outside headings"),
         (b"---\n\n***\n", "rules.md", "no text"),
+        (b"# Links\n\nSource: https://example.org/a\n\nSources: https://example.org/b\n", "links.md", SOURCES_ONLY),
+        ("資料來源：https://www.info.gov.hk/\n資料來源：政府新聞公報\n".encode(), "來源.txt", SOURCES_ONLY),
     ],
 )
 def test_empty_and_textless_files_are_unreadable(raw: bytes, relative: str, reason: str):
