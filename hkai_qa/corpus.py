@@ -125,7 +125,19 @@ def delete_document(corpus_dir: Path, index_dir: Path, document_id: str) -> str:
             file.unlink()
         except OSError as exc:
             raise InvalidRequest(f"{shown!r} could not be removed ({exc.strerror or exc.__class__.__name__})") from None
+        _remove_empty_folders(file.parent, root)
         return file.relative_to(root).as_posix()
+
+
+def _remove_empty_folders(folder: Path, root: Path) -> None:
+    """Remove `folder` and then its parents while they are empty, never `root`: deleting the last document of
+    an upload's folder leaves no empty folder behind. A folder that is not empty (or cannot go) stays."""
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def safe_name(filename: str) -> str:

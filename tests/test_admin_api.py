@@ -14,7 +14,7 @@ import pytest
 from hkai_qa.api import create_app
 from hkai_qa.building import build_index
 from hkai_qa.config import Settings
-from hkai_qa.corpus import corpus_lock
+from hkai_qa.corpus import corpus_lock, delete_document
 from hkai_qa.service import QAService
 from hkai_qa.versions import VERSIONS, build_lock, current_version, publish
 
@@ -139,7 +139,7 @@ def test_upload_rebuild_answer_then_delete_rebuild_no_answer(admin):
 
     response = httpx.delete(f"{url}/documents/field-notes/lantau-bees", headers=AUTH)
     assert response.status_code == 200 and response.json()["source"] == "field-notes/lantau-bees.md"
-    assert not (admin["corpus"] / "field-notes" / "lantau-bees.md").exists()
+    assert not (admin["corpus"] / "field-notes").exists()  # its folder held nothing else
     assert httpx.delete(f"{url}/documents/field-notes/lantau-bees", headers=AUTH).status_code == 404
     job = _rebuild(url)
     assert job["state"] == "succeeded" and job["summary"]["removed"] == ["field-notes/lantau-bees"]
@@ -370,3 +370,15 @@ def test_delete_removes_a_hand_placed_file_whose_name_an_upload_would_refuse(adm
     response = httpx.delete(f"{admin['url']}/documents/minutes%3A%202024%3F", headers=AUTH)
     assert response.status_code == 200, response.text
     assert not odd.exists()
+
+
+def test_delete_removes_the_folders_it_empties_and_only_those(tmp_path):
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    (corpus / "reports" / "2025").mkdir(parents=True)
+    index.mkdir()
+    (corpus / "reports" / "2025" / "q1.md").write_text("# Q1\n\nThe first quarter report text.\n", encoding="utf-8")
+    (corpus / "reports" / "annual.md").write_text("# Annual\n\nThe annual report text here.\n", encoding="utf-8")
+    assert delete_document(corpus, index, "reports/2025/q1") == "reports/2025/q1.md"
+    assert not (corpus / "reports" / "2025").exists() and (corpus / "reports" / "annual.md").is_file()
+    assert delete_document(corpus, index, "reports/annual") == "reports/annual.md"
+    assert not (corpus / "reports").exists() and corpus.is_dir()  # the corpus folder itself always stays
