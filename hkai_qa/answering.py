@@ -47,6 +47,11 @@ _TWO_QUESTIONS = re.compile(r"\w.*\band\s+(?:what|who|whom|whose|which|when|wher
 # deviation) of candidate similarities per tuning question is 0.132 for all-MiniLM-L6-v2 on the English
 # questions and 0.022 for multilingual-e5-small on the Chinese ones, a ratio of 6.1.
 _MULTILINGUAL_STRETCH = 6.1
+# One letter, digit or character ("X", "7", "〇", "車") asks nothing one sentence can answer: the models still
+# rank sentences for it (a Chinese character alone got answers at confidence 0.42-0.49), so only the closest
+# sections are offered.
+_CONTENT = re.compile(r"[^\W_]")
+_MIN_CONTENT = 2
 # Sections offered when abstaining ("closest: ...").
 RELATED_SECTIONS = 3
 # Further citations must score within this margin of the answer: "up to top_k", never padding.
@@ -75,7 +80,8 @@ def extract_answer(
     index = retriever.index
     calibration = calibration_for(index, retriever.space_for(question))
     threshold = calibration["threshold"] if min_confidence is None else min_confidence
-    best = _best(question, vector, hits, retriever) if retriever.can_read(question) else None
+    readable = retriever.can_read(question) and len(_CONTENT.findall(question)) >= _MIN_CONTENT
+    best = _best(question, vector, hits, retriever) if readable else None
     if best is None:
         return Answer(question=question, text=None, confidence=0.0, citations=(), related=related_sections(hits, index))
     candidates, (start, end), features = best

@@ -249,3 +249,11 @@ def test_a_sentence_holds_a_date_when_it_names_a_year_or_month(sentence: str, ho
     from hkai_qa.answering import _HOLDS
 
     assert bool(_HOLDS["date"].search(sentence)) is holds
+
+
+@pytest.mark.parametrize("question", ["〇", "X", "車", "7?"])
+def test_a_single_letter_digit_or_character_gets_the_closest_sections_not_an_answer(service: QAService, question: str):
+    answer, _ = service.ask(question)
+    assert answer.text is None and answer.confidence == 0.0 and answer.citations == ()
+    assert answer.related  # still somewhere to look
+    assert service.ask("AI")[0].text is not None  # two letters are a keyword query
