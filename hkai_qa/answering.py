@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ _MULTILINGUAL_STRETCH = 6.1
 # One letter, digit or character ("X", "7", "〇", "車") asks nothing one sentence can answer: the models still
 # rank sentences for it (a Chinese character alone got answers at confidence 0.42-0.49), so only the closest
 # sections are offered.
-_CONTENT = re.compile(r"[^\W_]")
+_CONTENT = re.compile(r"[^\W_]|[#+]")  # letters, digits, characters; "C#" and "C++" are two
 _MIN_CONTENT = 2
 # Sections offered when abstaining ("closest: ...").
 RELATED_SECTIONS = 3
@@ -80,7 +81,8 @@ def extract_answer(
     index = retriever.index
     calibration = calibration_for(index, retriever.space_for(question))
     threshold = calibration["threshold"] if min_confidence is None else min_confidence
-    readable = retriever.can_read(question) and len(_CONTENT.findall(question)) >= _MIN_CONTENT
+    content = len(_CONTENT.findall(unicodedata.normalize("NFKC", question)))
+    readable = retriever.can_read(question) and content >= _MIN_CONTENT
     best = _best(question, vector, hits, retriever) if readable else None
     if best is None:
         return Answer(question=question, text=None, confidence=0.0, citations=(), related=related_sections(hits, index))

@@ -50,6 +50,8 @@ def split_sentences(document: Document) -> list[Sentence]:
     for index, section in enumerate(document.sections):
         for start, end in _blocks(document.text, section.start, section.end):
             block = document.text[start:end]
+            # A source line is never an answer, nor is any sentence after its first full stop.
+            source = _NOT_AN_ANSWER.match(block) is not None
             for a, b in _sentence_spans(block):
                 text = block[a:b]
                 lead = len(text) - len(text.lstrip())
@@ -62,7 +64,7 @@ def split_sentences(document: Document) -> list[Sentence]:
                         section=index,
                         start=start + a,
                         end=start + a + len(text),
-                        citable=_is_citable(text),
+                        citable=not source and _is_citable(text),
                     )
                 )
     return sentences
@@ -182,9 +184,12 @@ def _blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def only_source_lines(document: Document) -> bool:
-    """Whether every sentence of the document is a source line ("Source: ...", "資料來源：..."), so none can answer."""
-    sentences = split_sentences(document)
-    return bool(sentences) and all(_NOT_AN_ANSWER.match(document.text[s.start : s.end]) for s in sentences)
+    """Whether every paragraph of the document is a source line ("Source: ...", "資料來源：..."), so none can answer.
+
+    Judged by paragraph (each source line is one), not by sentence: "Source: HK Government. Press release."
+    is one source line whatever its full stops."""
+    blocks = [block for section in document.sections for block in _blocks(document.text, section.start, section.end)]
+    return bool(blocks) and all(_NOT_AN_ANSWER.match(document.text[start:end]) for start, end in blocks)
 
 
 def _is_citable(sentence: str) -> bool:

@@ -46,9 +46,9 @@ class QAService:
 
     Over HTTP (`ask_async`, `search_async`) questions are encoded by the micro-batcher on its own thread,
     never on the event loop, and answers to repeated questions come from a small cache keyed by the
-    question with its whitespace normalised (not its case: the multilingual model and the confidence model read
-    case, so "CEO" and "ceo" can get different confidences), `top_k` and the index version. The CLI and the eval (`ask`) encode directly and
-    never use the cache, so what they measure is the real work.
+    question with its whitespace normalised (not its case: the multilingual model and the confidence model
+    read case, so "CEO" and "ceo" can get different confidences), `top_k` and the index version. The CLI
+    and the eval (`ask`) encode directly and never use the cache, so what they measure is the real work.
     """
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:

@@ -169,7 +169,7 @@ SCANNED = (FIXTURES / "formats" / "scanned.pdf").read_bytes()
         ([("latin.txt", "Café in Sai Kung.".encode("latin-1"))], None, 422, "unreadable_document", "UTF-8"),
         ([("empty.md", b"")], None, 422, "unreadable_document", "empty"),
         ([("scan.pdf", SCANNED)], None, 422, "unreadable_document", "no text layer"),
-        ([("sources.md", "資料來源：https://www.info.gov.hk/\n".encode())], None, 422, "unreadable_document", "source lines"),
+        ([("sources.md", "資料來源：https://x.hk/\n".encode())], None, 422, "unreadable_document", "source lines"),
         ([("fake.pdf", b"%PDF-1.4 this is not really a pdf")], None, 422, "unreadable_document", "PDF"),
         ([("ok.md", b"# Ok\n\nFine text.\n")], "../outside", 422, "invalid_request", "inside the corpus"),
         ([("ok.md", b"# Ok\n\nFine text.\n")], "/etc", 422, "invalid_request", "relative"),

@@ -257,3 +257,5 @@ def test_a_single_letter_digit_or_character_gets_the_closest_sections_not_an_ans
     assert answer.text is None and answer.confidence == 0.0 and answer.citations == ()
     assert answer.related  # still somewhere to look
     assert service.ask("AI")[0].text is not None  # two letters are a keyword query
+    assert service.ask("C#")[0].confidence > 0  # so are "C#" and the ligature "ﬁ" (NFKC: "fi")
+    assert service.ask("\ufb01")[0].confidence > 0

@@ -72,6 +72,17 @@ def test_source_lines_and_list_items_are_their_own_sentences():
     ]
 
 
+def test_no_sentence_of_a_source_line_is_citable_even_after_a_full_stop():
+    text = (
+        "# T\n\nThe fund opened in 2024 for startups.\n"
+        "Source: Hong Kong Government. Press release of 3 May 2024 on the fund.\n"
+    )
+    sentences = split_sentences(parse_document("t", text, "t.md"))
+    citable = [(text[s.start : s.end], s.citable) for s in sentences]
+    assert citable[0] == ("The fund opened in 2024 for startups.", True)
+    assert len(citable) >= 2 and not any(flag for _, flag in citable[1:])
+
+
 def test_article_sentences_slice_exactly_and_fragment_is_not_citable():
     article = read_document(ROOT / "corpus" / "hong-kong-ai-ecosystem.txt", ROOT / "corpus")
     sentences = split_sentences(article)

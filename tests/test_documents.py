@@ -190,6 +190,7 @@ SOURCES_ONLY = "only source lines (such as 'Source: ...'), no text to answer fro
         (b"---\n\n***\n", "rules.md", "no text"),
         (b"# Links\n\nSource: https://example.org/a\n\nSources: https://example.org/b\n", "links.md", SOURCES_ONLY),
         ("資料來源：https://www.info.gov.hk/\n資料來源：政府新聞公報\n".encode(), "來源.txt", SOURCES_ONLY),
+        (b"Source: Hong Kong Government. Press release of 3 May 2024 on the AI fund.\n", "release.txt", SOURCES_ONLY),
     ],
 )
 def test_empty_and_textless_files_are_unreadable(raw: bytes, relative: str, reason: str):

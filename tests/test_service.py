@@ -40,8 +40,8 @@ def test_a_repeated_question_comes_from_the_cache_with_the_asker_s_wording(servi
 
 
 def test_the_cache_never_answers_for_another_case_because_confidence_reads_case(service: QAService) -> None:
-    """"CEO" is a name the answer must mention, "ceo" only a word: the two get different confidences, so a
-    cached answer to one must not stand in for the other."""
+    """Upper-case "CEO" is a name the answer must mention, "ceo" only a word: the two get different
+    confidences, so a cached answer to one must not stand in for the other."""
 
     async def ask(question: str) -> tuple[float, bool]:
         answer, _, cached = await service.ask_async(question, 3)
