@@ -79,14 +79,14 @@ def extract_answer(
 ) -> Answer:
     """Pick the best-supported span from the hits, or abstain when confidence is too low."""
     index = retriever.index
-    calibration = calibration_for(index, retriever.space_for(question))
-    threshold = calibration["threshold"] if min_confidence is None else min_confidence
     content = len(_CONTENT.findall(unicodedata.normalize("NFKC", question)))
     readable = retriever.can_read(question) and content >= _MIN_CONTENT
     best = _best(question, vector, hits, retriever) if readable else None
     if best is None:
         return Answer(question=question, text=None, confidence=0.0, citations=(), related=related_sections(hits, index))
     candidates, (start, end), features = best
+    calibration = calibration_for(index, _reading(question, candidates[0], retriever))
+    threshold = calibration["threshold"] if min_confidence is None else min_confidence
     confidence = _confidence(calibration, features)
     if confidence < threshold:
         return Answer(
@@ -107,20 +107,36 @@ def extract_answer(
     )
 
 
-def calibration_for(index: Index, space: str) -> dict[str, Any]:
-    """The confidence model of a vector space, from the index manifest."""
-    calibration: dict[str, Any] = (
-        index.manifest["multilingual"]["calibration"] if space == MULTILINGUAL else index.manifest["calibration"]
+# How an answer was read, each with its own confidence model in the index manifest: by the English model; by
+# the multilingual model across languages (a Chinese question, an English sentence); or by the multilingual
+# model in the question's own script (a Chinese question, a Chinese sentence).
+ENGLISH_READING, ACROSS_LANGUAGES, SAME_SCRIPT = "english", "multilingual", "same_script"
+
+
+def calibration_for(index: Index, reading: str) -> dict[str, Any]:
+    """The confidence model of a way of reading (`ENGLISH_READING`, ...), from the index manifest; an index
+    built before the same-script model existed uses the across-languages one."""
+    if reading == ENGLISH_READING:
+        return dict(index.manifest["calibration"])
+    multilingual = index.manifest["multilingual"]
+    return dict(
+        multilingual.get("same_script_calibration" if reading == SAME_SCRIPT else "calibration")
+        or multilingual["calibration"]
     )
-    return calibration
 
 
 def answer_features(
     question: str, vector: np.ndarray, hits: Sequence[Hit], retriever: Retriever
-) -> dict[str, float] | None:
-    """The features the confidence model sees for the best candidate (for calibration)."""
+) -> tuple[dict[str, float], str] | None:
+    """The features the confidence model sees for the best candidate, and how it was read (for calibration)."""
     best = _best(question, vector, hits, retriever)
-    return None if best is None else best[2]
+    return None if best is None else (best[2], _reading(question, best[0][0], retriever))
+
+
+def _reading(question: str, best: _Candidate, retriever: Retriever) -> str:
+    if retriever.space_for(question) != MULTILINGUAL:
+        return ENGLISH_READING
+    return SAME_SCRIPT if retriever.in_other_script(best.sentence) else ACROSS_LANGUAGES
 
 
 def _best(

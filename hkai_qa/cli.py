@@ -225,10 +225,10 @@ def evaluate(
     fit: Annotated[bool, typer.Option("--fit", help="Also fit the abstention calibration on the tune split.")] = False,
 ) -> None:
     """Measure retrieval, answers, abstention and latency on a question file."""
+    from hkai_qa.answering import ACROSS_LANGUAGES, SAME_SCRIPT
     from hkai_qa.errors import InvalidRequest
     from hkai_qa.evaluation import fit_calibration, load_questions, report, run
     from hkai_qa.index import MULTILINGUAL_CALIBRATION_FEATURES
-    from hkai_qa.languages import MULTILINGUAL
     from hkai_qa.service import QAService
 
     if not questions.is_file():
@@ -237,14 +237,17 @@ def evaluate(
     outcomes = run(service, load_questions(questions))
     result: dict[str, Any] = {"index_version": service.index.version, "splits": report(outcomes)}
     if fit:
-        result["fitted_calibration"] = fit_calibration(outcomes)
-        # Only when the Chinese questions really went through the multilingual space.
-        chinese = [o for o in outcomes if o.question.language == "zh" and o.question.split == "tune"]
-        if chinese and service.retriever.space_for(chinese[0].question.question) == MULTILINGUAL:
-            # The issue's bound for Chinese questions: false abstention at most 10%.
-            result["fitted_multilingual_calibration"] = fit_calibration(
-                outcomes, MULTILINGUAL_CALIBRATION_FEATURES, max_false_abstention=0.10, language="zh"
-            )
+        if any(o.question.language == "en" and o.question.split == "tune" for o in outcomes):
+            result["fitted_calibration"] = fit_calibration(outcomes)
+        # Chinese answers read across languages (English documents) and in their own script (Chinese ones) have
+        # a model each, fitted when the tune split has both right and wrong answers read that way; the issue's
+        # bound for Chinese questions: false abstention at most 10%.
+        for reading, name in ((ACROSS_LANGUAGES, "multilingual"), (SAME_SCRIPT, "same_script")):
+            rows = [o for o in outcomes if o.question.language == "zh" and o.question.split == "tune"]
+            if len({o.best_correct for o in rows if o.reading == reading}) == 2:
+                result[f"fitted_{name}_calibration"] = fit_calibration(
+                    outcomes, MULTILINGUAL_CALIBRATION_FEATURES, 0.10, language="zh", reading=reading
+                )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -267,6 +270,11 @@ def _format_report(result: dict[str, Any]) -> str:
         lines.extend(f"  {kind:<16} {k['right']:.2f} of {k['questions']}" for kind, k in m["by_kind"].items())
     if "fitted_calibration" in result:
         lines.append("\nfitted calibration (tune split): " + json.dumps(result["fitted_calibration"]))
+    if "fitted_same_script_calibration" in result:
+        lines.append(
+            "fitted same-script calibration (zh-tune split, answers from text in the question's script): "
+            + json.dumps(result["fitted_same_script_calibration"])
+        )
     if "fitted_multilingual_calibration" in result:
         lines.append(
             "fitted multilingual calibration (zh-tune split): " + json.dumps(result["fitted_multilingual_calibration"])

@@ -66,6 +66,7 @@ class Outcome:
     best_correct: bool  # whether the best candidate would be right if the service never abstained
     features: dict[str, float] | None
     latency_ms: float
+    reading: str | None = None  # how the best candidate was read (answering.ENGLISH_READING, ...): its model
 
 
 def run(service: QAService, questions: Sequence[Question], top_k: int = 3) -> list[Outcome]:
@@ -81,6 +82,7 @@ def run(service: QAService, questions: Sequence[Question], top_k: int = 3) -> li
         vector, hits = service.retrieve(text, top_k)
         ranks = {mode: _section_rank(service, question, text, vector, mode) for mode in MODES}
         best = extract_answer(text, vector, hits, service.retriever, top_k, min_confidence=0.0)
+        read = answer_features(text, vector, hits, service.retriever)
         outcomes.append(
             Outcome(
                 question=question,
@@ -89,8 +91,9 @@ def run(service: QAService, questions: Sequence[Question], top_k: int = 3) -> li
                 confidence=answer.confidence,
                 correct=is_correct(question, answer.text),
                 best_correct=question.answerable and is_correct(question, best.text),
-                features=answer_features(text, vector, hits, service.retriever),
+                features=None if read is None else read[0],
                 latency_ms=latency,
+                reading=None if read is None else read[1],
             )
         )
     return outcomes
@@ -202,19 +205,26 @@ def fit_calibration(
     names: Sequence[str] = CALIBRATION_FEATURES,
     max_false_abstention: float = 0.05,
     language: str = "en",
+    reading: str | None = None,
 ) -> dict[str, Any]:
     """Fit the confidence model on tuning outcomes and choose the abstention threshold.
 
     A label is 1 when the best candidate, answered, would be right; unanswerable questions are 0. The
     threshold is the highest that keeps false abstention within `max_false_abstention`, judged on
     out-of-fold confidences so it is not chosen on the very questions the model was fitted to. Only the
-    questions of `language` count: each vector space has its own model.
+    questions of `language` count, and with `reading` only the answers read that way: each way of reading
+    has its own model.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     rows = [
-        o for o in outcomes if o.question.split == "tune" and o.question.language == language and o.features is not None
+        o
+        for o in outcomes
+        if o.question.split == "tune"
+        and o.question.language == language
+        and o.features is not None
+        and (reading is None or o.reading == reading)
     ]
     features = np.array([[o.features[name] for name in names] for o in rows if o.features is not None])
     labels = np.array([o.best_correct for o in rows], dtype=int)

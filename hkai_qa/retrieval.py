@@ -93,6 +93,11 @@ class Retriever:
         English model cannot read it, and what it would find is noise, never an answer."""
         return self.multilingual or not needs_multilingual(question)
 
+    def in_other_script(self, sentence: int) -> bool:
+        """Whether a citable sentence is in another script than Latin (Chinese, say): only the multilingual
+        space reads it."""
+        return bool(self._other_sentences[sentence])
+
     def readable_chunks(self, text: str) -> Subset | None:
         """The chunks a question's own space may rank; None for all of them. A question in the English space
         skips the chunks in other scripts when the multilingual space can take them instead

@@ -10,7 +10,7 @@ import blingfire
 import numpy as np
 import pytest
 
-from hkai_qa.answering import answer_features, extract_answer
+from hkai_qa.answering import ENGLISH_READING, answer_features, extract_answer
 from hkai_qa.errors import InvalidRequest
 from hkai_qa.service import QAService
 
@@ -165,8 +165,8 @@ def test_a_place_the_documents_never_mention_is_not_answered(service: QAService)
     assert refused.text is None and refused.related
     for question, missing in ((named, 0.0), (unnamed, 2.0)):
         vector, hits = service.retrieve(question)
-        features = answer_features(question, vector, hits, service.retriever)
-        assert features is not None and features["missing_names"] == missing
+        read = answer_features(question, vector, hits, service.retriever)
+        assert read is not None and read[0]["missing_names"] == missing and read[1] == ENGLISH_READING
 
 
 # A Chinese (or mixed) question and its English twin: the same sentence, cited from the same place.
@@ -202,17 +202,18 @@ def test_off_topic_chinese_questions_get_no_answer_but_related_sections(service:
 
 
 def test_a_chinese_question_is_judged_by_the_multilingual_calibration(service: QAService):
-    from hkai_qa.answering import calibration_for
-    from hkai_qa.languages import ENGLISH, MULTILINGUAL
+    from hkai_qa.answering import ACROSS_LANGUAGES, SAME_SCRIPT, calibration_for
 
     index = service.index
     assert index.multilingual is not None
-    assert calibration_for(index, MULTILINGUAL) == index.manifest["multilingual"]["calibration"]
-    assert calibration_for(index, ENGLISH) == index.manifest["calibration"]
+    assert calibration_for(index, ACROSS_LANGUAGES) == index.manifest["multilingual"]["calibration"]
+    assert calibration_for(index, SAME_SCRIPT) == index.manifest["multilingual"]["same_script_calibration"]
+    assert calibration_for(index, ENGLISH_READING) == index.manifest["calibration"]
     question = "香港科技園幾時成立？"
     vector, hits = service.retrieve(question)
-    features = answer_features(question, vector, hits, service.retriever)
-    assert features is not None
+    read = answer_features(question, vector, hits, service.retriever)
+    assert read is not None and read[1] == ACROSS_LANGUAGES  # our documents are English
+    features = read[0]
     calibration = index.manifest["multilingual"]["calibration"]
     z = calibration["bias"] + sum(
         w * features[name] for name, w in zip(calibration["features"], calibration["weights"], strict=True)

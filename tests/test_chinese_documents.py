@@ -6,6 +6,7 @@ citations slice the files on disk exactly, and nothing is converted between Trad
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -486,3 +487,24 @@ def test_an_english_search_puts_the_chinese_section_that_answers_first(mixed_ser
     assert answer.text is None and answer.related[0].document_id == SMART_CITY
     answered_over_http, _, _ = asyncio.run(mixed_service.ask_async(question))
     assert answered_over_http.related == answer.related
+
+
+def test_a_chinese_answer_from_a_chinese_document_is_judged_by_the_same_script_calibration(
+    zh_service: QAService,
+) -> None:
+    """Over Chinese text the question's character pairs match, so coverage means what it does in English; the
+    model fitted across languages answered every unanswerable question of the fixture corpus, this one is fitted
+    on Chinese questions over these documents (the fixture file's tune split)."""
+    from hkai_qa.answering import SAME_SCRIPT, answer_features, calibration_for, extract_answer
+
+    question = "應科院喺邊一年成立㗎？"
+    vector, hits = zh_service.retrieve(question)
+    read = answer_features(question, vector, hits, zh_service.retriever)
+    assert read is not None and read[1] == SAME_SCRIPT
+    calibration = calibration_for(zh_service.index, SAME_SCRIPT)
+    assert calibration == zh_service.index.manifest["multilingual"]["same_script_calibration"]
+    assert calibration != zh_service.index.manifest["multilingual"]["calibration"]
+    weights = zip(calibration["features"], calibration["weights"], strict=True)
+    z = calibration["bias"] + sum(w * read[0][name] for name, w in weights)
+    answer = extract_answer(question, vector, hits, zh_service.retriever, 3)
+    assert answer.confidence == round(1 / (1 + math.exp(-z)), 4)

@@ -136,6 +136,9 @@ def test_a_calibration_is_fitted_on_its_own_language_only():
         outcomes.append(Outcome(question, {}, None, 0.0, False, number % 2 == 0, nan, 1.0))
     fitted = fit_calibration(outcomes, ("sentence_similarity", "margin"), max_false_abstention=0.1, language="zh")
     assert fitted["features"] == ["sentence_similarity", "margin"] and all(w > 0 for w in fitted["weights"])
+    # Only the answers read one way count when `reading` is given: none were read in their own script here.
+    with pytest.raises(ValueError):
+        fit_calibration(outcomes, ("sentence_similarity", "margin"), 0.1, language="zh", reading="same_script")
     with pytest.raises(ValueError):
         fit_calibration(outcomes)  # the English rows alone: NaN features
 

@@ -244,6 +244,8 @@ def test_a_missing_multilingual_file_is_refused(multilingual_index, tmp_path, na
         (lambda m: m["multilingual"].pop("dimension"), "malformed manifest"),
         (lambda m: m["multilingual"]["calibration"].update(threshold=1.5), "malformed"),
         (lambda m: m["multilingual"]["calibration"].update(features=["nope"] * 4), "malformed"),
+        (lambda m: m["multilingual"]["same_script_calibration"].update(threshold=-0.1), "malformed"),
+        (lambda m: m["multilingual"].update(same_script_calibration="x"), "malformed manifest"),
         (lambda m: m.update(multilingual="yes"), "malformed manifest"),
     ],
 )
@@ -267,6 +269,20 @@ def test_a_multilingual_version_stripped_of_entry_and_files_loads_as_english_onl
     _rewrite_manifest(folder, strip)
     index = load_index(index_dir, "all-MiniLM-L6-v2")
     assert index.multilingual is None and index.chunk_vectors.ntotal == multilingual_index[1].chunks
+
+
+def test_a_version_from_before_the_same_script_calibration_judges_those_answers_by_the_multilingual_one(
+    multilingual_index, tmp_path
+):
+    from hkai_qa.answering import ACROSS_LANGUAGES, SAME_SCRIPT, calibration_for
+
+    index_dir = _copy(multilingual_index[0], tmp_path)
+    _rewrite_manifest(
+        _version_folder(index_dir, multilingual_index[1]), lambda m: m["multilingual"].pop("same_script_calibration")
+    )
+    index = load_index(index_dir, "all-MiniLM-L6-v2")
+    assert calibration_for(index, SAME_SCRIPT) == calibration_for(index, ACROSS_LANGUAGES)
+    assert calibration_for(index, SAME_SCRIPT) == index.manifest["multilingual"]["calibration"]
 
 
 @pytest.mark.parametrize(
