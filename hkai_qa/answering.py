@@ -14,7 +14,7 @@ import numpy as np
 from hkai_qa.citations import cite
 from hkai_qa.highlighting import CHINESE_YEAR, expected_answer, find_highlight
 from hkai_qa.index import Index
-from hkai_qa.languages import MULTILINGUAL
+from hkai_qa.languages import CJK, MULTILINGUAL
 from hkai_qa.lexical import question_tokens, word_tokens
 from hkai_qa.retrieval import Retriever
 from hkai_qa.types import Answer, Citation, Hit
@@ -134,9 +134,14 @@ def answer_features(
 
 
 def _reading(question: str, best: _Candidate, retriever: Retriever) -> str:
+    """Same script: a question with Chinese (or Japanese, Korean) characters answered from a sentence mostly in
+    them, where character pairs can match; a Russian question answered from Chinese text reads across."""
     if retriever.space_for(question) != MULTILINGUAL:
         return ENGLISH_READING
-    return SAME_SCRIPT if retriever.in_other_script(best.sentence) else ACROSS_LANGUAGES
+    index = retriever.index
+    text = index.sentence_text(index.sentences[best.sentence])
+    same = retriever.in_other_script(best.sentence) and CJK.search(question) and CJK.search(text)
+    return SAME_SCRIPT if same else ACROSS_LANGUAGES
 
 
 def _best(

@@ -28,6 +28,10 @@ CorpusOption = Annotated[Path | None, typer.Option("--corpus", help="Folder of d
 IndexOption = Annotated[Path | None, typer.Option("--index", help="Index folder [default: index/].")]
 
 
+# The fewest right, and wrong, tune answers a confidence model is fitted on.
+_FIT_MINIMUM = 5
+
+
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -225,10 +229,10 @@ def evaluate(
     fit: Annotated[bool, typer.Option("--fit", help="Also fit the abstention calibration on the tune split.")] = False,
 ) -> None:
     """Measure retrieval, answers, abstention and latency on a question file."""
-    from hkai_qa.answering import ACROSS_LANGUAGES, SAME_SCRIPT
+    from hkai_qa.answering import ACROSS_LANGUAGES, ENGLISH_READING, SAME_SCRIPT
     from hkai_qa.errors import InvalidRequest
     from hkai_qa.evaluation import fit_calibration, load_questions, report, run
-    from hkai_qa.index import MULTILINGUAL_CALIBRATION_FEATURES
+    from hkai_qa.index import CALIBRATION_FEATURES, MULTILINGUAL_CALIBRATION_FEATURES
     from hkai_qa.service import QAService
 
     if not questions.is_file():
@@ -237,17 +241,23 @@ def evaluate(
     outcomes = run(service, load_questions(questions))
     result: dict[str, Any] = {"index_version": service.index.version, "splits": report(outcomes)}
     if fit:
-        if any(o.question.language == "en" and o.question.split == "tune" for o in outcomes):
-            result["fitted_calibration"] = fit_calibration(outcomes)
-        # Chinese answers read across languages (English documents) and in their own script (Chinese ones) have
-        # a model each, fitted when the tune split has both right and wrong answers read that way; the issue's
+        tune = [o for o in outcomes if o.question.split == "tune" and o.features is not None]
+        # A model per way of reading, fitted only where the tune split has at least _FIT_MINIMUM right and as
+        # many wrong answers read that way (five folds choose the threshold). Chinese answers read across
+        # languages (English documents) and in their own script (Chinese ones) have a model each; the issue's
         # bound for Chinese questions: false abstention at most 10%.
-        for reading, name in ((ACROSS_LANGUAGES, "multilingual"), (SAME_SCRIPT, "same_script")):
-            rows = [o for o in outcomes if o.question.language == "zh" and o.question.split == "tune"]
-            if len({o.best_correct for o in rows if o.reading == reading}) == 2:
-                result[f"fitted_{name}_calibration"] = fit_calibration(
-                    outcomes, MULTILINGUAL_CALIBRATION_FEATURES, 0.10, language="zh", reading=reading
-                )
+        plans = [
+            ("en", ENGLISH_READING, "fitted_calibration", CALIBRATION_FEATURES, 0.05),
+            ("zh", ACROSS_LANGUAGES, "fitted_multilingual_calibration", MULTILINGUAL_CALIBRATION_FEATURES, 0.10),
+            ("zh", SAME_SCRIPT, "fitted_same_script_calibration", MULTILINGUAL_CALIBRATION_FEATURES, 0.10),
+        ]
+        for language, reading, key, names, bound in plans:
+            rows = [o for o in tune if o.question.language == language and o.reading == reading]
+            right = sum(o.best_correct for o in rows)
+            if min(right, len(rows) - right) >= _FIT_MINIMUM:
+                result[key] = fit_calibration(outcomes, names, bound, language=language, reading=reading)
+            elif rows:
+                result[key] = f"not fitted: {right} right and {len(rows) - right} wrong tune answers read this way"
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

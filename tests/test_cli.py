@@ -247,3 +247,14 @@ def test_ask_json_keeps_the_chinese_question(settings: Settings, service: QAServ
     assert service.document(first["document_id"]).text[first["start"] : first["end"]] == HKSTP_SENTENCE
     start, end = body["highlight"]
     assert body["answer"][start:end] == "7 May 2001"
+
+
+def test_eval_fit_says_which_models_it_could_not_fit_instead_of_failing(built: Path):
+    """Five folds choose a threshold, so a model needs at least five right and five wrong tune answers; the
+    tiny question file has three tune questions, too few for any."""
+    questions = FIXTURE.parent / "tiny-questions.jsonl"
+    result = _cli("eval", "--questions", str(questions), "--index", str(built), "--fit", "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["fitted_calibration"].startswith("not fitted: ")
+    assert "fitted_same_script_calibration" not in body  # no Chinese question was asked
