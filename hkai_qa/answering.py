@@ -119,10 +119,9 @@ def calibration_for(index: Index, reading: str) -> dict[str, Any]:
     if reading == ENGLISH_READING:
         return dict(index.manifest["calibration"])
     multilingual = index.manifest["multilingual"]
-    return dict(
-        multilingual.get("same_script_calibration" if reading == SAME_SCRIPT else "calibration")
-        or multilingual["calibration"]
-    )
+    if reading == SAME_SCRIPT and "same_script_calibration" in multilingual:
+        return dict(multilingual["same_script_calibration"])
+    return dict(multilingual["calibration"])
 
 
 def answer_features(

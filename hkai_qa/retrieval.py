@@ -51,8 +51,9 @@ class Retriever:
         self._sentence_counts = np.array([c.last_sentence - c.first_sentence + 1 for c in index.chunks], dtype=np.int64)
         # The multilingual model prefers passages in the question's own language: where chunks in other scripts
         # are indexed, their similarities are corrected by its language offset (hkai_qa/language_offset.py).
-        self._offset = language_offset() if self.multilingual and self.other_script is not None else None
-        if self.multilingual and self.other_script is not None and self._offset is None:
+        corrected = self.multilingual and self.other_script is not None
+        self._offset = language_offset() if corrected else None
+        if corrected and self._offset is None:
             log.warning(
                 "index version %s holds passages in other scripts, but hkai_qa/language_offset.json was measured "
                 "with another version of the multilingual model: similarities are left uncorrected, so questions "
