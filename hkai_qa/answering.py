@@ -36,11 +36,12 @@ _HOLDS = {
 _DEFINITION = re.compile(
     r"^\W*(?:what|who)\s+(?:is|are|was|were)\s+(?:(?:the|a|an)\s+)?(?P<subject>[^?]{1,80}?)\W*$", re.I
 )
-# A neighbour joins the answer when it adds this much of the question's weight and is nearly as close,
-# or when it ranks nearly as high itself: the evidence is then split across the two sentences
-# ("The Fund opened in 2021." | "It has HK$1 billion.") and either alone may miss what was asked.
-_PAIR_GAIN = 0.2
-_PAIR_SIMILARITY_GAP = 0.12
+# A neighbour joins the answer when it adds this much of the question's weight, or when it ranks nearly as
+# high itself: the evidence is then split across the two sentences ("The Fund opened in 2021." | "It has
+# HK$1 billion.") and either alone may miss what was asked. The one that adds the asked-for words joins
+# whatever its own similarity: a sentence that continues another ("Fintech 2030 has four pillars ...") is
+# short and leans on the one before, so alone it scores low.
+_PAIR_GAIN = 0.15
 _PAIR_SCORE_GAP = 0.15
 _TWO_QUESTIONS = re.compile(r"\w.*\band\s+(?:what|who|whom|whose|which|when|where|why|how)\b", re.I)
 # The multilingual model's similarities are compressed (most sentences of a topic score 0.80-0.90), so
@@ -277,7 +278,7 @@ def _extend(
         ):
             continue
         joined = _coverage(weights, retriever.sentence_tokens[best.sentence] | retriever.sentence_tokens[neighbour])
-        completes = joined - coverage >= _PAIR_GAIN and other.similarity >= best.similarity - _PAIR_SIMILARITY_GAP
+        completes = joined - coverage >= _PAIR_GAIN
         if completes or compound or other.score >= best.score - _PAIR_SCORE_GAP:
             span = (min(start, index.sentences[neighbour].start), max(end, index.sentences[neighbour].end))
             options.append((completes, other.score, joined, *span))

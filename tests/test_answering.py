@@ -135,6 +135,17 @@ def test_a_neighbour_that_ranks_nearly_as_high_joins_the_answer(service: QAServi
     assert "HK$1 billion" in answer.text and "up to 90% of project cost" in answer.text
 
 
+def test_a_short_sentence_that_continues_the_best_one_with_the_asked_for_word_joins_it(service: QAService):
+    # "Fintech 2030 has four pillars ..." scores low alone, but it holds "pillars": it joins the sentence that
+    # names the strategy, not the preceding one about Fintech 2025, which adds nothing asked for.
+    answer, _ = service.ask(
+        "What pillars does the strategy announced by the HKMA at Hong Kong FinTech Week 2025 rest on?"
+    )
+    assert answer.text is not None
+    assert 'announced "Fintech 2030"' in answer.text and "four pillars" in answer.text
+    assert "Fintech 2025" not in answer.text
+
+
 @pytest.mark.parametrize(
     "question",
     ["Who chairs the Hospital Authority board?", "How many employees does SenseTime have?"],
