@@ -7,6 +7,11 @@
   const STORAGE_KEY = "hkai-qa.conversation.v1";
   const MAX_STORED = 50;
   const TOP_K = 3;
+  const MAX_QUESTION = 1000; // code points after trimming, as the server counts them
+  const COUNT_FROM = 900; // the counter shows from here on, before the limit surprises anyone
+  const REQUEST_TIMEOUT_MS = 30_000; // a server that has not answered by then is treated as down
+  // style.css puts the panel beside the chat from this width; below it the panel covers the page.
+  const SIDE_BY_SIDE = matchMedia("(min-width: 72rem)");
   const EXAMPLES = [
     "What are smart lampposts equipped with?",
     "When was ASTRI founded?",
@@ -23,6 +28,7 @@
     transcript: byId("transcript"),
     composer: byId("composer"),
     question: byId("question"),
+    count: byId("question-count"),
     send: byId("send"),
     clear: byId("clear-button"),
     documents: byId("documents-button"),
@@ -38,7 +44,12 @@
   let pending = false;
   let panelToken = 0; // ignores replies to panel requests that were superseded
   let panelOpener = null;
+  // Offsets in an answer refer to the document as the index that answered saw it, so a cached document is only
+  // reused for answers of the newest index version the server reported; a new version empties the cache.
+  let indexVersion = null;
   const documentCache = new Map();
+  const linkTargets = new WeakMap(); // document link -> { kind, quote, version } of what it points at
+  const exchangeEntries = new WeakMap(); // .exchange node -> its saved { question, response }
 
   // ---------------------------------------------------------------- DOM helpers
 
@@ -55,6 +66,8 @@
   }
 
   const hidden = (text) => el("span", { class: "visually-hidden" }, text);
+  const count = (n) => n.toLocaleString("en-US");
+  const plural = (n, word) => `${count(n)} ${word}${n === 1 ? "" : "s"}`;
   const sliceChars = (chars, from, to) => chars.slice(from, to).join("");
   const clampInt = (value, low, high) => Math.min(Math.max(value, low), high);
 
@@ -87,6 +100,16 @@
     if (last < text.length) parent.append(text.slice(last));
   }
 
+  /** The `lang` of text written mostly in Chinese, Japanese or Korean (so screen readers switch voice); null
+   * for the rest, which the page's lang="en" covers. One CJK character counts as much as one Latin word. */
+  function languageOf(text) {
+    const cjk = text.match(/[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/gu);
+    if (!cjk || cjk.length < (text.match(/\p{Script=Latin}+/gu) || []).length) return null;
+    if (/[\p{Script=Hiragana}\p{Script=Katakana}]/u.test(text)) return "ja";
+    if (/\p{Script=Hangul}/u.test(text)) return "ko";
+    return "zh";
+  }
+
   /** Only same-origin paths from the API become hrefs; anything else is rebuilt from the fields. */
   function citationHref(c) {
     if (typeof c.url === "string" && c.url.startsWith("/") && !c.url.startsWith("//")) return c.url;
@@ -114,6 +137,13 @@
     }
   }
 
+  /** The answered exchanges in the order the page shows them (a retried question keeps its place). */
+  function answeredInPageOrder() {
+    return Array.from(ui.transcript.querySelectorAll(".exchange"), (node) => exchangeEntries.get(node)).filter(
+      Boolean,
+    );
+  }
+
   function saveConversation() {
     try {
       if (conversation.length) sessionStorage.setItem(STORAGE_KEY, JSON.stringify(conversation.slice(-MAX_STORED)));
@@ -126,22 +156,40 @@
 
   // ---------------------------------------------------------------- network
 
+  const UNREACHABLE = "Can't reach the server. Check that it is running, then retry.";
+  const TIMED_OUT =
+    `The server did not answer within ${REQUEST_TIMEOUT_MS / 1000} seconds. ` +
+    "It may be busy or stuck; retry in a moment.";
+
   async function requestJSON(path, options = {}) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
     let response;
-    try {
-      response = await fetch(path, { ...options, headers: { Accept: "application/json", ...options.headers } });
-    } catch {
-      throw new Error("Can't reach the server. Check that it is running, then retry.");
-    }
     let data = null;
     try {
-      data = await response.json();
-    } catch {
-      /* not JSON: handled below */
+      try {
+        response = await fetch(path, {
+          ...options,
+          signal: controller.signal,
+          headers: { Accept: "application/json", ...options.headers },
+        });
+      } catch {
+        throw new Error(controller.signal.aborted ? TIMED_OUT : UNREACHABLE);
+      }
+      try {
+        data = await response.json();
+      } catch {
+        if (controller.signal.aborted) throw new Error(TIMED_OUT); // the body stalled
+        /* not JSON: handled below */
+      }
+    } finally {
+      clearTimeout(timer);
     }
     if (!response.ok) {
       const message = data && data.error && typeof data.error.message === "string" ? data.error.message : "";
-      throw new Error(message || `The server had a problem (HTTP ${response.status}).`);
+      const error = new Error(message || `The server had a problem (HTTP ${response.status}).`);
+      error.status = response.status;
+      throw error;
     }
     if (!data) throw new Error("The server sent a reply the page could not read.");
     return data;
@@ -150,14 +198,21 @@
   const postJSON = (path, body) =>
     requestJSON(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 
-  async function fetchDocument(id) {
-    if (!documentCache.has(id)) {
-      const path = "/documents/" + id.split("/").map(encodeURIComponent).join("/");
-      const doc = await requestJSON(path);
-      doc.chars = Array.from(doc.text); // offsets are Unicode code points
-      documentCache.set(id, doc);
-    }
-    return documentCache.get(id);
+  /** Remember the newest index version the server reported; documents cached for another one are dropped. */
+  function noteIndexVersion(version) {
+    if (typeof version !== "string" || version === indexVersion) return;
+    indexVersion = version;
+    documentCache.clear();
+  }
+
+  /** A document for a link made from index `version`: cached only while that is the newest version known. */
+  async function fetchDocument(id, version) {
+    const current = () => typeof version === "string" && version === indexVersion;
+    if (current() && documentCache.has(id)) return documentCache.get(id);
+    const doc = await requestJSON("/documents/" + id.split("/").map(encodeURIComponent).join("/"));
+    doc.chars = Array.from(doc.text); // offsets are Unicode code points
+    if (current()) documentCache.set(id, doc);
+    return doc;
   }
 
   // ---------------------------------------------------------------- transcript
@@ -179,7 +234,8 @@
 
   function renderExchange(question) {
     const slot = el("div", { class: "reply" });
-    const asked = el("div", { class: "bubble bubble-user" }, hidden("You asked: "), question);
+    const prefix = el("span", { class: "visually-hidden", lang: "en" }, "You asked: ");
+    const asked = el("div", { class: "bubble bubble-user", lang: languageOf(question) }, prefix, question);
     const node = el("article", { class: "exchange" }, asked, slot);
     return { node, slot };
   }
@@ -210,6 +266,13 @@
     return typeof response.answer === "string" ? renderAnswer(response) : renderNoAnswer(response);
   }
 
+  /** A link to a passage: what it points at travels with it, for the panel to check the text is still there. */
+  function passageLink(attrs, label, kind, c, version) {
+    const link = el("a", attrs, label);
+    linkTargets.set(link, { kind, quote: typeof c.quote === "string" ? c.quote : null, version: version ?? null });
+    return link;
+  }
+
   /** The answering phrase as [start, end) code points inside the answer, or null when there is none. */
   function highlightOf(response) {
     const hl = response.highlight;
@@ -235,21 +298,24 @@
 
   function renderAnswer(response) {
     const highlight = highlightOf(response);
-    const text = markedText("p", { class: "answer-text" }, response.answer, highlight);
+    const lang = languageOf(response.answer);
+    const text = markedText("p", { class: "answer-text", lang }, response.answer, highlight);
 
     const citations = Array.isArray(response.citations) ? response.citations : [];
     const first = citations[0];
     const cue = el("p", { class: "answer-cue" });
     if (first) cue.append("From ", el("cite", {}, first.document_title), `, section ${first.section} · `);
-    const score = `Confidence score ${Number(response.confidence || 0).toFixed(2)}`;
-    cue.append(el("span", { class: "cue-confidence", title: score }, confidenceWords(response.confidence)));
+    cue.append(el("span", { class: "cue-confidence" }, confidenceWords(response.confidence)));
+    // The number behind the words, as quiet text rather than a hover title, so keyboards and screen readers get it.
+    const value = Number(response.confidence || 0).toFixed(2);
+    const score = el("p", { class: "answer-score" }, `Confidence score ${value} of 1`);
 
     const label = el("span", {}, "Copy");
     const copy = el("button", { type: "button", class: "button button-small copy-button" },
       label, hidden(" the answer and its source"));
     copy.addEventListener("click", () => copyAnswer(label, response));
 
-    const footer = el("div", { class: "answer-footer" }, cue, copy);
+    const footer = el("div", { class: "answer-footer" }, el("div", { class: "answer-meta" }, cue, score), copy);
     const bubble = el("div", { class: "bubble bubble-bot answer" }, text, footer);
     const parts = [bubble];
     if (citations.length) {
@@ -257,7 +323,7 @@
       citations.forEach((c, i) => {
         // The first citation is the answer itself, so its quote gets the same phrase marked.
         const marked = i === 0 && c.quote === response.answer ? highlight : null;
-        cards.append(renderSourceCard(c, i, marked));
+        cards.append(renderSourceCard(c, i, marked, response.index_version));
       });
       const heading = el("p", { class: "sources-label", "aria-hidden": "true" }, "Sources");
       parts.push(el("section", { class: "sources-block", "aria-label": "Sources" }, heading, cards));
@@ -265,7 +331,7 @@
     return parts;
   }
 
-  function renderSourceCard(c, index, highlight) {
+  function renderSourceCard(c, index, highlight, version) {
     return el(
       "li",
       { class: "source-card" },
@@ -277,12 +343,12 @@
           el("p", { class: "source-title" }, c.document_title),
           el("p", { class: "source-section" }, c.section)),
       ),
-      markedText("blockquote", { class: "source-quote" }, c.quote, highlight),
-      el("a", {
+      markedText("blockquote", { class: "source-quote", lang: languageOf(c.quote) }, c.quote, highlight),
+      passageLink({
         class: "open-source doc-link",
         href: citationHref(c),
         "aria-label": `Open in document: ${c.document_title} › ${c.section}`,
-      }, "Open in document"),
+      }, "Open in document", "citation", c, version),
     );
   }
 
@@ -294,7 +360,8 @@
       const list = el("ul", { class: "related-list" });
       for (const c of related) {
         list.append(el("li", {},
-          el("a", { class: "related-link doc-link", href: citationHref(c) }, c.section),
+          passageLink({ class: "related-link doc-link", href: citationHref(c) }, c.section, "related", c,
+            response.index_version),
           el("span", { class: "related-doc" }, ` · ${c.document_title}`)));
       }
       bubble.append(el("p", { class: "no-answer-label" }, "Closest sections:"), list);
@@ -330,6 +397,7 @@
     if (!conversation.length) ui.transcript.append(renderWelcome());
     for (const entry of conversation) {
       const { node, slot } = renderExchange(entry.question);
+      exchangeEntries.set(node, entry);
       slot.append(...renderResponse(entry.response));
       ui.transcript.append(node);
     }
@@ -358,26 +426,62 @@
     node.scrollIntoView({ block: "end", behavior: motion() });
     try {
       const response = await postJSON("/ask", { question, top_k: TOP_K });
-      conversation.push({ question, response });
+      noteIndexVersion(response.index_version);
+      exchangeEntries.set(node, { question, response });
+      conversation = answeredInPageOrder();
       saveConversation();
       slot.replaceChildren(...renderResponse(response));
     } catch (error) {
-      slot.replaceChildren(renderError(error.message, () => { if (!pending) run(question, node, slot); }));
+      slot.replaceChildren(renderError(error.message, () => retry(question, node, slot)));
     } finally {
       setBusy(false);
     }
     node.scrollIntoView({ block: "start", behavior: motion() });
   }
 
+  /** Ask again in place; the Retry button goes away, so the question box takes the focus (as after Send). */
+  function retry(question, node, slot) {
+    if (pending) return;
+    run(question, node, slot);
+    ui.question.focus();
+  }
+
+  /** Show the question's length once it nears the limit; `refused` says a send was turned down for it. */
+  function updateCount({ refused = false } = {}) {
+    const length = Array.from(ui.question.value.trim()).length;
+    const over = length - MAX_QUESTION;
+    ui.count.hidden = length < COUNT_FROM;
+    ui.count.classList.toggle("composer-count-over", over > 0);
+    if (over > 0) ui.question.setAttribute("aria-invalid", "true");
+    else ui.question.removeAttribute("aria-invalid");
+    const tally = `${count(length)} / ${count(MAX_QUESTION)} characters`;
+    if (over <= 0) ui.count.textContent = tally;
+    else if (refused) {
+      ui.count.textContent =
+        `Not sent: the question is ${plural(over, "character")} over the ${count(MAX_QUESTION)}-character limit. ` +
+        "Shorten it, then send.";
+    } else ui.count.textContent = `${tally}: ${plural(over, "character")} too many to send`;
+    return over <= 0;
+  }
+
   const motion = () => (matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth");
 
   // ---------------------------------------------------------------- document panel
+
+  /** Below the side-by-side width the panel covers the page: then it is modal, and the page behind it inert. */
+  function syncPanelModality() {
+    const overlay = !ui.panel.hidden && !SIDE_BY_SIDE.matches;
+    for (const child of document.body.children) if (child !== ui.panel) child.inert = overlay;
+    ui.panel.setAttribute("aria-modal", String(overlay));
+    if (overlay && !ui.panel.contains(document.activeElement)) ui.panelTitle.focus();
+  }
 
   function showPanel(mode) {
     if (ui.panel.hidden) {
       panelOpener = document.activeElement;
       ui.panel.hidden = false;
       document.body.classList.add("panel-open");
+      syncPanelModality();
     }
     ui.panel.dataset.mode = mode;
     ui.documents.setAttribute("aria-expanded", String(mode === "list"));
@@ -396,10 +500,10 @@
   }
 
   /** Show the panel in `mode` with a loading title; returns the token that later replies must match. */
-  function beginPanel(mode, title, url) {
+  function beginPanel(mode, title, url, target = null) {
     const token = ++panelToken;
     showPanel(mode);
-    if (url !== undefined) setUrl(url);
+    if (url !== undefined) setUrl(url, target);
     ui.panelBack.hidden = mode === "list";
     panelLoading(title);
     ui.panelTitle.focus();
@@ -408,12 +512,16 @@
 
   /** Open one document, marking [start, end) as <mark id="cited"> or scrolling to a section anchor. */
   async function openDocument(target, { url } = {}) {
-    const token = beginPanel("document", "Document", url);
+    const { kind = null, quote = null, version = null } = target;
+    const token = beginPanel("document", "Document", url, { kind, quote, version });
     let doc;
     try {
-      doc = await fetchDocument(target.id);
+      doc = await fetchDocument(target.id, version);
     } catch (error) {
-      if (token === panelToken) panelFailed(error.message);
+      if (token !== panelToken) return;
+      const gone = error.status === 404 && quote !== null;
+      panelFailed(gone ? "This document is no longer in the index: it was removed or renamed since this answer."
+        : error.message);
       return;
     }
     if (token !== panelToken) return;
@@ -423,8 +531,11 @@
   function renderDocument(doc, target) {
     const chars = doc.chars;
     let { start, end } = target;
-    const valid = Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end;
-    if (!valid || end > chars.length) start = end = null;
+    const related = target.kind === "related";
+    const valid = Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start < end && end <= chars.length;
+    // Never mark a span that is not the quote: the document may have changed since the answer was given.
+    const changed = typeof target.quote === "string" && !(valid && sliceChars(chars, start, end) === target.quote);
+    if (!valid || changed) start = end = null;
 
     ui.panelTitle.textContent = doc.title;
     ui.panelMeta.textContent = doc.id;
@@ -435,13 +546,14 @@
     let cited = null;
     let anchored = null;
     sections.forEach((section, i) => {
-      const heading = el("h3", { id: section.anchor, class: "doc-section-title" }, section.title);
+      const heading = el("h3", { id: section.anchor, class: "doc-section-title", lang: languageOf(section.title) },
+        section.title);
       if (i === 0 && section.title === doc.title) heading.classList.add("visually-hidden");
       let from = clampInt(section.start, 0, chars.length);
       let to = clampInt(section.end, from, chars.length);
       while (from < to && /\s/.test(chars[from])) from++;
       while (to > from && /\s/.test(chars[to - 1])) to--;
-      const body = el("div", { class: "doc-text" });
+      const body = el("div", { class: "doc-text", lang: languageOf(sliceChars(chars, from, to)) });
       const mark = appendMarked(body, chars, from, to, start, end, cited ? { class: "cited-more" } : { id: "cited" });
       cited = cited || mark;
       if (section.anchor === target.section) anchored = heading;
@@ -450,12 +562,21 @@
 
     const tools = el("div", { class: "doc-tools" });
     if (cited) {
-      const jump = el("button", { type: "button", class: "button button-small" }, "Jump to the quote");
+      const note = related
+        ? "This is the closest section to your question, not an answer to it: its nearest passage is highlighted."
+        : "The cited passage is highlighted.";
+      const jump = el("button", { type: "button", class: "button button-small" },
+        related ? "Jump to the passage" : "Jump to the quote");
       jump.addEventListener("click", () => cited.scrollIntoView({ block: "center", behavior: motion() }));
-      tools.append(el("p", { class: "doc-tools-note" }, "The cited passage is highlighted."), jump);
+      tools.append(el("p", { class: "doc-tools-note" }, note), jump);
+    } else if (changed) {
+      const what = related ? "the passage it pointed to" : "the quote";
+      tools.append(el("p", { class: "doc-tools-note doc-changed" },
+        `This document has changed since this answer: ${what} is no longer at that place, ` +
+        "so nothing is highlighted."));
     }
     ui.panelBody.setAttribute("aria-busy", "false");
-    ui.panelBody.replaceChildren(...(cited ? [tools] : []), article);
+    ui.panelBody.replaceChildren(...(cited || changed ? [tools] : []), article);
     ui.panelBody.scrollTop = 0;
     if (cited) cited.scrollIntoView({ block: "center" });
     else if (anchored) anchored.scrollIntoView({ block: "start" });
@@ -471,6 +592,7 @@
       return;
     }
     if (token !== panelToken) return;
+    noteIndexVersion(data.index_version);
     const sectionCount = data.documents.reduce((n, d) => n + d.sections.length, 0);
     ui.panelMeta.textContent = `${data.documents.length} documents · ${sectionCount} sections`;
     const built = new Date(data.built_at);
@@ -482,7 +604,8 @@
       const sections = el("ul", { class: "section-list" });
       for (const s of doc.sections) {
         const href = documentHref(doc.id, { section: s.anchor });
-        sections.append(el("li", {}, el("a", { class: "doc-link section-link", href }, s.title)));
+        const link = passageLink({ class: "doc-link section-link", href }, s.title, "section", {}, data.index_version);
+        sections.append(el("li", {}, link));
       }
       list.append(el("li", { class: "doc-list-item" },
         el("h3", { class: "doc-list-title" }, doc.title),
@@ -500,11 +623,13 @@
     ui.panelBody.scrollTop = 0;
   }
 
-  function closePanel({ fromHistory = false } = {}) {
+  /** Close the panel; focus goes back to what opened it unless `keepFocus` (focus is in use elsewhere). */
+  function closePanel({ fromHistory = false, keepFocus = false } = {}) {
     if (ui.panel.hidden) return;
     panelToken++;
     ui.panel.hidden = true;
     document.body.classList.remove("panel-open");
+    syncPanelModality();
     ui.documents.setAttribute("aria-expanded", "false");
     if (!fromHistory) {
       if (history.state && history.state.hkaiPanel) history.back();
@@ -512,14 +637,17 @@
     }
     const back = panelOpener && panelOpener.isConnected && panelOpener !== document.body ? panelOpener : ui.question;
     panelOpener = null;
-    back.focus();
+    if (!keepFocus) back.focus();
   }
 
-  /** At most one history entry per open panel, so closing it is one step back. */
-  function setUrl(url) {
-    if (url === location.pathname + location.search + location.hash) return;
-    if (history.state && history.state.hkaiPanel) history.replaceState({ hkaiPanel: true }, "", url);
-    else history.pushState({ hkaiPanel: true }, "", url);
+  /** At most one history entry per open panel, so closing it is one step back. The entry keeps what the link
+   * pointed at (`target`), so Back, Forward and a reload can still check the quote. */
+  function setUrl(url, target = null) {
+    const state = history.state || {};
+    const here = location.pathname + location.search + location.hash;
+    if (url === here) history.replaceState({ ...state, target }, "", url);
+    else if (state.hkaiPanel) history.replaceState({ hkaiPanel: true, target }, "", url);
+    else history.pushState({ hkaiPanel: true, target }, "", url);
   }
 
   /** Read ?doc=&section=&start=&end= (or ?view=documents) from a URL. */
@@ -542,9 +670,10 @@
 
   function syncFromLocation() {
     const target = parseTarget(location.href);
+    const saved = history.state && history.state.target;
     if (!target) closePanel({ fromHistory: true });
     else if (target.list) openDocumentList();
-    else openDocument(target);
+    else openDocument({ ...target, ...(saved || {}) });
   }
 
   // ---------------------------------------------------------------- events
@@ -552,11 +681,19 @@
   ui.composer.addEventListener("submit", (event) => {
     event.preventDefault();
     const question = ui.question.value;
-    if (!question.trim() || pending) return;
+    if (!question.trim()) return;
+    if (!updateCount({ refused: true })) {
+      ui.question.focus(); // the text stays, to be shortened
+      return;
+    }
+    if (pending) return;
     ui.question.value = "";
+    updateCount();
     ask(question);
     ui.question.focus();
   });
+
+  ui.question.addEventListener("input", () => updateCount());
 
   ui.question.addEventListener("keydown", (event) => {
     if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
@@ -568,6 +705,7 @@
     const example = event.target.closest("button.example");
     if (example) {
       ask(example.dataset.question);
+      ui.question.focus(); // the examples go away with the welcome
       return;
     }
     const link = event.target.closest("a.doc-link");
@@ -575,13 +713,16 @@
     const target = parseTarget(link.getAttribute("href"));
     if (!target || target.list) return;
     event.preventDefault();
-    openDocument(target, { url: link.getAttribute("href") });
+    openDocument({ ...target, ...linkTargets.get(link) }, { url: link.getAttribute("href") });
   });
 
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !event.isComposing && !ui.panel.hidden) {
       event.preventDefault();
-      closePanel();
+      // Typing in the question box beside the panel: close it, but leave the focus (and the typing) where it is.
+      const active = document.activeElement;
+      const elsewhere = active && active !== document.body && !ui.panel.contains(active);
+      closePanel({ keepFocus: elsewhere && SIDE_BY_SIDE.matches });
     }
   });
 
@@ -599,6 +740,7 @@
     ui.question.focus();
   });
   window.addEventListener("popstate", syncFromLocation);
+  SIDE_BY_SIDE.addEventListener("change", syncPanelModality);
 
   renderConversation();
   if (parseTarget(location.href)) syncFromLocation();
