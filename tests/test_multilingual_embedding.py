@@ -259,3 +259,23 @@ def test_nfkc_before_the_engine_changes_no_vector(multilingual: MultilingualEmbe
     raw = np.asarray(multilingual._model.query(texts), dtype=np.float32)  # the engine itself, as given
     assert any(unicodedata.normalize("NFKC", t) != t for t in texts)
     assert np.array_equal(multilingual.encode_questions(texts), raw)
+
+
+def test_a_text_longer_than_the_model_reads_is_cut_to_what_it_reads(multilingual: MultilingualEmbedder) -> None:
+    """The engine does not cut texts itself, and its time grows with their length: a 20,000-word line held the
+    model (and every Chinese question) for a minute during a rebuild. What it gets now is the text's start, at
+    most 512 tokens with the "passage: " or "query: " in front, and the vector is that start's vector."""
+    from hkai_qa.multilingual_embedding import _engine_text
+
+    multilingual.warm_up()
+    engine = multilingual._model
+    long_text = "Hong Kong robots " + "word " * 20_000
+    cut = _engine_text(engine, long_text)
+    assert long_text.startswith(cut) and 400 < engine.token_count(cut) <= 512 - 8
+    assert np.array_equal(multilingual.encode([long_text]), np.asarray(engine.passage([cut]), dtype=np.float32))
+    # A 1,000-character question that NFKC makes 18,000 letters long is cut the same way.
+    expanding = "When was ASTRI founded? " + "\ufdfa" * 970
+    assert engine.token_count(_engine_text(engine, expanding)) <= 512 - 8
+    # Texts the model reads whole reach it whole.
+    for text in ("When was ASTRI founded?", "香港科技園公司於2001年成立。" * 20, "word " * 300):
+        assert _engine_text(engine, text) == text
