@@ -113,8 +113,16 @@ def chunk_sentences(
     return chunks
 
 
+# Line and page breaks other than "\n" (vertical tab, form feed, the file/group/record separators, NEL, U+2028,
+# U+2029) are breaks inside a paragraph, as "\n" is, but blingfire ends a sentence at them: "... delivery
+# drones<U+2028>over the harbour." came out as two sentences, the first a confident answer. Sentences are found
+# in a copy with them as "\n" (one character for one, so every offset holds).
+_OTHER_LINE_BREAKS = dict.fromkeys((0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029), "\n")
+
+
 def _sentence_spans(block: str) -> list[tuple[int, int]]:
     """blingfire's sentence offsets, with pieces that end in a title abbreviation joined to the next."""
+    block = block.translate(_OTHER_LINE_BREAKS)
     spans: list[tuple[int, int]] = []
     for a, b in blingfire.text_to_sentences_and_offsets(block)[1]:
         previous = block[spans[-1][0] : spans[-1][1]] if spans else ""

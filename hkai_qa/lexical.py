@@ -4,6 +4,7 @@ identifiers kept whole and in parts, Chinese as character pairs."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 import Stemmer
@@ -36,9 +37,11 @@ def lexical_tokens(text: str) -> list[str]:
 
     Chinese (and other CJK) text has no spaces between words: its runs yield overlapping character
     pairs ("智慧燈柱" -> 智慧 慧燈 燈柱), which need no dictionary and keep Traditional characters as written.
-    Full-width letters and digits are read as ASCII ("ＡＩ" -> ai, "２００１" -> 2001), in questions and texts alike."""
+    Full-width letters and digits are read as ASCII ("ＡＩ" -> ai, "２００１" -> 2001), and text in either canonical
+    form as the same (NFC: "crêpe" typed on a Mac, or in many PDFs, is "e" + U+0302), in questions and texts alike."""
     tokens: list[str] = []
-    for number, piece in enumerate(_CJK_RUN.split(fold_width(text).lower().replace("’", "'"))):
+    text = unicodedata.normalize("NFC", fold_width(text))
+    for number, piece in enumerate(_CJK_RUN.split(text.lower().replace("’", "'"))):
         if number % 2:  # a CJK run
             tokens.extend([piece] if len(piece) == 1 else [piece[i : i + 2] for i in range(len(piece) - 1)])
             continue

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -330,6 +331,6 @@ class QAService:
             raise InvalidRequest(f"the {field} is longer than {self.settings.max_question_chars} characters")
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be between 1 and {MAX_TOP_K}")
-        # Full-width "ＡＳＴＲＩ" (as a Chinese input method types it) is ASTRI to both models and to BM25; the
-        # answer still shows the question as asked.
-        return fold_width(text)
+        # Full-width "ＡＳＴＲＩ" (as a Chinese input method types it) is ASTRI to both models and to BM25, and a
+        # decomposed "Zu\u0308rich" (as macOS types it) is "Zürich"; the answer still shows the question as asked.
+        return unicodedata.normalize("NFC", fold_width(text))

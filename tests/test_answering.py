@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from pathlib import Path
 
 import blingfire
@@ -271,3 +272,15 @@ def test_a_single_letter_digit_or_character_gets_the_closest_sections_not_an_ans
     assert service.ask("AI")[0].text is not None  # two letters are a keyword query
     assert service.ask("C#")[0].confidence > 0  # so are "C#" and the ligature "ﬁ" (NFKC: "fi")
     assert service.ask("\ufb01")[0].confidence > 0
+
+
+def test_a_question_typed_in_decomposed_unicode_gets_the_answer_of_the_composed_one(service: QAService):
+    # macOS and many PDFs write "ü" as "u" + U+0308; readers see the same word, and so must the answer.
+    composed = "Which centre does CUHK run with ETH Zürich?"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    first, _ = service.ask(composed)
+    second, _ = service.ask(decomposed)
+    assert first.text is not None and "Multi-Scale Medical Robotics Center" in first.text
+    assert (second.text, second.confidence, second.citations) == (first.text, first.confidence, first.citations)
+    assert second.question == decomposed  # shown as asked

@@ -56,6 +56,16 @@ def test_sentence_boundaries(text: str, expected: list[str]):
     assert _sentences(text) == expected
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x0c", "\x0b", "\x85", "\x1e"])
+def test_line_and_page_breaks_inside_a_sentence_do_not_end_it(separator: str):
+    # blingfire ends a sentence at these; "The ... drones" alone was then a confident answer.
+    text = f"The Drone Hub tests delivery drones{separator}over the harbour. It employs forty{separator}engineers."
+    assert _sentences(text) == [
+        f"The Drone Hub tests delivery drones{separator}over the harbour.",
+        f"It employs forty{separator}engineers.",
+    ]
+
+
 def test_source_lines_and_list_items_are_their_own_sentences():
     text = (
         "# T\n\n## S\n\nThe fact is stated here.\nSource: https://example.org/a.b, 2024-12-09\n\n"

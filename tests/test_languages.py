@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,14 @@ def test_a_one_character_run_is_one_token() -> None:
     assert lexical_tokens("港") == ["港"]
     assert lexical_tokens("ASTRI 係 AI") == ["astri", "係", "ai"]
     assert lexical_tokens("𨋢") == ["𨋢"]  # a supplementary-plane character stays whole
+
+
+def test_both_canonical_forms_of_accented_text_give_the_same_tokens():
+    # "crêpe" typed on a Mac, or taken from many PDFs, is "e" + U+0302: the same word to a reader.
+    composed = "Élan Robotique makes pâtisserie and crêpes in Zürich"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    assert lexical_tokens(decomposed) == lexical_tokens(composed)
 
 
 def test_supplementary_plane_characters_pair_like_any_other() -> None:
