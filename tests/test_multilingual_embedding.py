@@ -279,3 +279,16 @@ def test_a_text_longer_than_the_model_reads_is_cut_to_what_it_reads(multilingual
     # Texts the model reads whole reach it whole.
     for text in ("When was ASTRI founded?", "香港科技園公司於2001年成立。" * 20, "word " * 300):
         assert _engine_text(engine, text) == text
+
+
+def test_long_texts_are_encoded_in_small_batches_with_the_vectors_of_one_at_a_time(
+    multilingual: MultilingualEmbedder,
+) -> None:
+    """The model is held one batch at a time: a batch of long texts is cut short, so a Chinese question waits
+    behind about a second of the model, and the vectors are those of encoding each text alone."""
+    texts = ["Hong Kong robots " + "word " * 600, "ASTRI was founded in 2000.", "word " * 900, "香港科技園。"]
+    reported: list[int] = []
+    together = multilingual.encode(texts, batch_size=16, progress=reported.append)
+    assert len(reported) > 1 and sum(reported) == len(texts)
+    alone = np.concatenate([multilingual.encode([text]) for text in texts])
+    assert np.allclose(together, alone, atol=1e-6)
