@@ -56,11 +56,11 @@ import bm25s
 from hkai_qa.building import build_index
 from hkai_qa.config import Settings
 from hkai_qa.embedding import Embedder
-from hkai_qa.evaluation import Question, load_questions
 from hkai_qa.index import Index, embedding_text, load_index
 from hkai_qa.languages import CJK, MULTILINGUAL
 from hkai_qa.lexical import lexical_tokens
 from hkai_qa.multilingual_embedding import MultilingualEmbedder
+from hkai_qa.questions import Question, load_questions
 from hkai_qa.retrieval import Retriever
 from hkai_qa.service import QAService
 

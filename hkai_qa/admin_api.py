@@ -20,7 +20,15 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from hkai_qa.config import Settings
 from hkai_qa.corpus import Upload, add_documents, delete_document
-from hkai_qa.errors import AdminDisabled, InvalidRequest, NotReady, PayloadTooLarge, Unauthorized, UnsupportedFormat
+from hkai_qa.errors import (
+    AdminDisabled,
+    InvalidJson,
+    InvalidRequest,
+    NotReady,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedFormat,
+)
 from hkai_qa.jobs import Job, RebuildJobs
 from hkai_qa.schemas import (
     DeleteResponse,
@@ -171,7 +179,11 @@ def admin_router() -> APIRouter:
         "/index/rebuild",
         status_code=202,
         response_model=JobOut,
-        responses={409: {"model": ErrorResponse, "description": "A rebuild is already running."}},
+        responses={
+            400: {"model": ErrorResponse, "description": "The body is not JSON."},
+            409: {"model": ErrorResponse, "description": "A rebuild, or a `hkai-qa build`, is already running."},
+            422: {"model": ErrorResponse, "description": 'JSON, but not a body such as `{"force": true}`.'},
+        },
         openapi_extra={
             "requestBody": {
                 "required": False,
@@ -185,6 +197,8 @@ def admin_router() -> APIRouter:
         try:
             body = RebuildRequest.model_validate_json(raw) if raw.strip() else RebuildRequest(force=False)
         except ValidationError as exc:
+            if any(e.get("type") == "json_invalid" for e in exc.errors()):  # as /ask answers it: 400
+                raise InvalidJson('the request body is not valid JSON (send {"force": true}, or no body)') from None
             problems = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors())
             raise InvalidRequest(f'the body must be JSON such as {{"force": true}}: {problems}') from None
         jobs = _jobs(request)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_origin
 
 import typer
 
@@ -123,13 +124,13 @@ class BuildDisplay:
 @app.command()
 def versions(index: IndexOption = None) -> None:
     """List the index versions kept on disk, newest first; * marks the one being served."""
+    from hkai_qa.errors import IndexNotFound
     from hkai_qa.index import list_versions
 
     settings = _settings(index_dir=index)
     found = list_versions(settings.index_dir, settings.model)
-    if not found:
-        typer.echo(f"no index versions in {settings.index_dir}: run `hkai-qa build`")
-        return
+    if not found:  # as `ask`, `serve` and `rollback` fail on it
+        raise IndexNotFound(f"no index in {settings.index_dir}: run `hkai-qa build` first")
     for info in found:
         mark = "*" if info.current else " "
         if info.problem:
@@ -231,14 +232,16 @@ def evaluate(
     """Measure retrieval, answers, abstention and latency on a question file."""
     from hkai_qa.answering import ACROSS_LANGUAGES, ENGLISH_READING, SAME_SCRIPT
     from hkai_qa.errors import InvalidRequest
-    from hkai_qa.evaluation import fit_calibration, load_questions, report, run
+    from hkai_qa.evaluation import fit_calibration, report, run
     from hkai_qa.index import CALIBRATION_FEATURES, MULTILINGUAL_CALIBRATION_FEATURES
+    from hkai_qa.questions import load_questions
     from hkai_qa.service import QAService
 
-    if not questions.is_file():
+    if not questions.exists():
         raise InvalidRequest(f"question file not found: {questions}")
+    asked = load_questions(questions)  # before the model loads: a bad file fails at once
     service = QAService(_settings(index_dir=index))
-    outcomes = run(service, load_questions(questions))
+    outcomes = run(service, asked)
     result: dict[str, Any] = {"index_version": service.index.version, "splits": report(outcomes)}
     if fit:
         tune = [o for o in outcomes if o.question.split == "tune" and o.features is not None]
@@ -295,6 +298,7 @@ def _format_report(result: dict[str, Any]) -> str:
 def main() -> None:
     """Entry point: domain, settings and file errors become one line on stderr and exit status 1."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         app()
@@ -303,8 +307,27 @@ def main() -> None:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'setting'}: {e['msg']}" for e in error.errors())
         _fail(f"invalid setting: {problems}")
+    except SettingsError as error:
+        _fail(_unparsable_setting(error))
     except OSError as error:
         _fail(f"{error.strerror or error.__class__.__name__}: {error.filename or ''}".rstrip(": "))
+
+
+# Examples for the settings read as JSON from the environment: a plain value there cannot be parsed.
+_JSON_EXAMPLES = {"cors_origins": '["https://example.org"]', "trusted_proxies": '["10.0.0.1"]'}
+
+
+def _unparsable_setting(error: Exception) -> str:
+    """Which variable could not be parsed and what it takes; never its value, which may be a secret."""
+    found = re.search(r'field "(\w+)"', str(error))
+    if found is None or found.group(1) not in Settings.model_fields:
+        return "invalid setting: a HKAI_QA_ variable could not be parsed"
+    name = found.group(1)
+    variable = f"{Settings.model_config.get('env_prefix', '')}{name}".upper()
+    if get_origin(Settings.model_fields[name].annotation) is list:
+        example = _JSON_EXAMPLES.get(name, '["a", "b"]')
+        return f"invalid setting {variable}: expected a JSON list, e.g. {variable}='{example}'"
+    return f"invalid setting {variable}: its value could not be parsed"
 
 
 def _fail(message: str) -> None:

@@ -163,6 +163,9 @@ def safe_folder(folder: str) -> PurePosixPath:
     for part in parts:
         if not part or part in {".", ".."} or part.startswith(".") or _UNSAFE.search(part):
             raise InvalidRequest(f"folder {shown!r} must stay inside the corpus (no `..`, hidden or empty parts)")
+        # As for file names: Windows drops a trailing dot or space, so `notes.` and `notes` would be one folder
+        if part.endswith(".") or part != part.strip():
+            raise InvalidRequest(f"folder {shown!r}: a folder name may not end in a dot, nor begin or end with a space")
         if len(part.encode("utf-8", "surrogatepass")) > _MAX_PART_BYTES:
             raise InvalidRequest(f"a folder name is longer than {_MAX_PART_BYTES} bytes")
     if len(parts) > _MAX_DEPTH:

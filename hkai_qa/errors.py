@@ -20,6 +20,13 @@ class InvalidRequest(HkaiError):
     type = "invalid_request"
 
 
+class InvalidJson(HkaiError):
+    """A request body that is not JSON at all; JSON of the wrong shape is an InvalidRequest (422)."""
+
+    status = 400
+    type = "invalid_json"
+
+
 class CorpusNotFound(HkaiError):
     status = 404
     type = "corpus_not_found"

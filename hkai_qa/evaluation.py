@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 import itertools
-import json
 import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import blingfire
 import numpy as np
 
 from hkai_qa.answering import answer_features, extract_answer
-from hkai_qa.errors import InvalidRequest
 from hkai_qa.index import CALIBRATION_FEATURES
 from hkai_qa.languages import fold_width
+from hkai_qa.questions import Question
 from hkai_qa.retrieval import MODES
 from hkai_qa.service import QAService
 
 _BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
-
-
-@dataclass(frozen=True, slots=True)
-class Question:
-    """One eval question; unanswerable ones have no document, section or gold phrase."""
-
-    id: str
-    question: str
-    answerable: bool
-    document_id: str | None
-    section: str | None
-    gold: str | None
-    kind: str
-    split: str
-    language: str = "en"  # "zh" for the Chinese questions, reported apart
-
-
-def load_questions(path: Path) -> list[Question]:
-    """Read a JSON-lines question file."""
-    questions = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            fields = {name: data.get(name) for name in Question.__dataclass_fields__ if name != "language"}
-            questions.append(Question(**fields, language=data.get("language") or "en"))
-        except (ValueError, TypeError) as exc:
-            raise InvalidRequest(f"{path}:{number}: not a question record ({exc})") from exc
-    return questions
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from hkai_qa.building import build_index
 from hkai_qa.errors import Conflict, HkaiError, JobNotFound
 from hkai_qa.service import QAService
+from hkai_qa.versions import check_no_build
 
 State = Literal["queued", "running", "succeeded", "failed"]
 KEEP_JOBS = 50
@@ -67,13 +68,15 @@ class RebuildJobs:
         self._lock = threading.Lock()
 
     def start(self, force: bool = False) -> Job:
-        """Queue a rebuild and return at once; Conflict while another rebuild from this server runs."""
+        """Queue a rebuild and return at once; Conflict while another rebuild from this server runs, and
+        BuildRunning while another process (`hkai-qa build`, `hkai-qa rollback`) holds the index's lock."""
         with self._lock:
             running = next((j for j in self._jobs.values() if j.state in ("queued", "running")), None)
             if running is not None:
                 raise Conflict(
                     f"rebuild job {running.id} is still {running.state}; follow it at /index/jobs/{running.id}"
                 )
+            check_no_build(self.service.settings.index_dir)
             job = Job(id=uuid.uuid4().hex[:16], force=force)
             self._jobs[job.id] = job
             while len(self._jobs) > KEEP_JOBS:
@@ -101,6 +104,7 @@ class RebuildJobs:
         def progress(stage: str, done: int, total: int) -> None:
             job.stage, job.done, job.total = stage, done, total
 
+        outcome: State = "failed"
         try:
             summary = build_index(
                 settings.corpus_dir,
@@ -114,20 +118,25 @@ class RebuildJobs:
             )
             self.service.reload()
             job.summary = summary.as_json()
-            job.index_version = self.service.index.version
-            job.state = "succeeded"
-            log.info("rebuild job %s succeeded: version %s in %.1f s", job.id, job.index_version, summary.seconds)
+            outcome = "succeeded"
+            log.info(
+                "rebuild job %s succeeded: version %s in %.1f s", job.id, self.service.index.version, summary.seconds
+            )
         except HkaiError as exc:
             job.error = {"type": exc.type, "message": exc.message}
-            job.state = "failed"
             log.warning("rebuild job %s failed: %s", job.id, exc.message)
         except Exception as exc:  # the job must end and say so; the old index keeps serving either way
             job.error = {
                 "type": "internal_error",
                 "message": f"the rebuild failed unexpectedly ({exc.__class__.__name__})",
             }
-            job.state = "failed"
             log.exception("rebuild job %s failed unexpectedly after %.1f s", job.id, time.perf_counter() - started)
         finally:
-            job.stage = "done" if job.state == "succeeded" else "failed"
+            # The version served now: the new one after a success, the one that kept serving after a failure.
+            try:
+                job.index_version = self.service.index.version
+            except HkaiError:  # no index loaded at all
+                job.index_version = None
+            job.stage = "done" if outcome == "succeeded" else "failed"
             job.finished_at = _now()
+            job.state = outcome  # last, so a client that sees the job finished sees all of it

@@ -217,7 +217,10 @@ class JobOut(BaseModel):
         "reused, skipped files with reasons, seconds."
     )
     error: dict[str, str] | None = Field(description="When failed: type and message; the served index is unchanged.")
-    index_version: str | None = Field(description="The version being served when the job finished.")
+    index_version: str | None = Field(
+        description="The version being served when the job finished: the new one after a success, the one that "
+        "kept serving after a failure; null while the job is queued or running."
+    )
 
 
 class JobList(BaseModel):

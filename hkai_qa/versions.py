@@ -46,6 +46,13 @@ def build_lock(index_dir: Path) -> Iterator[None]:
         lock.release()
 
 
+def check_no_build(index_dir: Path) -> None:
+    """BuildRunning at once if another build holds the writer lock now. A look, not a hold: the lock is let go
+    at once, so a build that starts just after still wins it, and the caller's own build then fails instead."""
+    with build_lock(index_dir):
+        pass
+
+
 def clear_staging(index_dir: Path) -> None:
     """Remove folders left by builds that died before publishing (call with the build lock held)."""
     versions = index_dir / VERSIONS

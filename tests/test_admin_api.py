@@ -182,6 +182,12 @@ SCANNED = (FIXTURES / "formats" / "scanned.pdf").read_bytes()
         ([("ok.md", b"# Ok\n\nFine text.\n")], "x" * 300, 422, "invalid_request", "bytes"),
         ([("ok.md", b"# Ok\n\nFine text.\n")], "/".join("d" * 9), 422, "invalid_request", "levels deep"),
         ([("ok.md", b"# Ok\n\nFine text.\n")], "harbour-lab.txt", 422, "invalid_request", "could not be written"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "notes.", 422, "invalid_request", "may not end in a dot"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "reports/2025./q1", 422, "invalid_request", "end in a dot"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "notes /x", 422, "invalid_request", "with a space"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "x/ notes", 422, "invalid_request", "with a space"),
+        ([("ok.md", b"# Ok\n\nFine text.\n")], "x/notes\u3000/y", 422, "invalid_request", "with a space"),
+        ([("notes.", b"# Ok\n\nFine text.\n")], None, 422, "invalid_request", "file name"),
         ([("guides", b"# Ok\n\nFine text.\n")], None, 415, "unsupported_format", "supported"),
         ([("evil\u202etxt.md", b"# Ok\n\nFine text.\n")], None, 422, "invalid_request", "file name"),
         ([(f"f{i}.md", b"# F\n\nText.\n") for i in range(21)], None, 413, "payload_too_large", "at most 20"),
@@ -214,17 +220,33 @@ def test_a_path_in_the_file_name_is_dropped_and_the_file_stays_inside(admin):
     assert httpx.delete(f"{admin['url']}/documents/escape", headers=AUTH).status_code == 200
 
 
-def test_a_rebuild_that_fails_says_why_and_changes_nothing(admin):
+def test_a_rebuild_while_another_process_builds_is_409_at_once_and_starts_no_job(admin):
     version = httpx.get(f"{admin['url']}/health").json()["index_version"]
-    before = _tree(admin["corpus"])
+    jobs = httpx.get(f"{admin['url']}/index/jobs", headers=AUTH).json()["jobs"]
     with build_lock(admin["index"]):  # as if `hkai-qa build` were running on the same index folder
-        job = _rebuild(admin["url"], force=True)
-    assert job["state"] == "failed" and job["error"]["type"] == "build_running"
-    assert "another build is running" in job["error"]["message"]
+        response = httpx.post(f"{admin['url']}/index/rebuild", headers=AUTH, json={"force": True})
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["type"] == "build_running" and "another build is running" in error["message"]
+    assert httpx.get(f"{admin['url']}/index/jobs", headers=AUTH).json()["jobs"] == jobs
     assert httpx.get(f"{admin['url']}/health").json()["index_version"] == version
-    assert current_version(admin["index"]) == version
-    assert _tree(admin["corpus"]) == before
+    assert _rebuild(admin["url"])["state"] == "succeeded"  # the lock is free again: the next one runs
     assert httpx.get(f"{admin['url']}/index/jobs/no-such-job", headers=AUTH).status_code == 404
+
+
+def test_a_rebuild_that_fails_says_why_which_version_serves_and_changes_nothing(tmp_path, embedder, start_server):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(FIXTURES / "tiny-corpus", corpus)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", admin_token=TOKEN, reload_interval=0)
+    version = build_index(corpus, settings.index_dir, embedder).version
+    url = start_server(create_app(settings, QAService(settings, embedder)))
+    shutil.rmtree(corpus)  # the folder the server rebuilds from is gone
+    job = _rebuild(url, force=True)
+    assert job["state"] == "failed" and job["progress"]["stage"] == "failed" and job["finished_at"]
+    assert job["error"]["type"] == "corpus_not_found" and str(corpus) in job["error"]["message"]
+    assert job["index_version"] == version  # what a client is served now: the version from before
+    assert httpx.get(f"{url}/health").json()["index_version"] == version
+    assert current_version(settings.index_dir) == version
 
 
 def _served(url: str, version: str, timeout: float = 20) -> bool:
@@ -354,14 +376,25 @@ def test_malformed_multipart_is_a_clear_422_not_a_json_error(admin):
 
 
 def test_rebuild_checks_the_token_before_the_body_and_then_the_body(admin):
+    jobs = httpx.get(f"{admin['url']}/index/jobs", headers=AUTH).json()["jobs"]
     response = httpx.post(
         f"{admin['url']}/index/rebuild", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 401
-    response = httpx.post(f"{admin['url']}/index/rebuild", content=b"{not json", headers=AUTH)
-    assert response.status_code == 422 and "force" in response.json()["error"]["message"]
-    response = httpx.post(f"{admin['url']}/index/rebuild", json={"force": "yes"}, headers=AUTH)
-    assert response.status_code == 422
+    for malformed in (b"{not json", b"\xff\xfe", b'{"force": tru'):
+        response = httpx.post(f"{admin['url']}/index/rebuild", content=malformed, headers=AUTH)
+        asked = httpx.post(
+            f"{admin['url']}/ask", content=malformed, headers={"Content-Type": "application/json"}
+        )  # the same mistake elsewhere in the API: the same answer
+        assert response.status_code == asked.status_code == 400, response.text
+        error = response.json()["error"]
+        assert set(error) == set(asked.json()["error"]) == {"type", "message", "request_id"}
+        assert error["type"] == asked.json()["error"]["type"] == "invalid_json"
+        assert "not valid JSON" in error["message"] and '{"force": true}' in error["message"]
+    for wrong in ({"force": "yes"}, [True], {"force": True, "extra": 1}):  # JSON, but not this body: 422
+        response = httpx.post(f"{admin['url']}/index/rebuild", json=wrong, headers=AUTH)
+        assert response.status_code == 422 and response.json()["error"]["type"] == "invalid_request"
+    assert httpx.get(f"{admin['url']}/index/jobs", headers=AUTH).json()["jobs"] == jobs
 
 
 def test_delete_removes_a_hand_placed_file_whose_name_an_upload_would_refuse(admin):

@@ -294,7 +294,7 @@ def test_a_full_multilingual_queue_leaves_an_english_question_its_english_result
 def test_the_fixture_question_files_name_real_sections_and_phrases(zh_service: QAService) -> None:
     """The Chinese and the English question files of the fixture corpus (README: measured with `hkai-qa eval
     --questions`) point at sections that exist and gold phrases those sections hold, verbatim."""
-    from hkai_qa.evaluation import load_questions
+    from hkai_qa.questions import load_questions
 
     index = zh_service.index
     for name, language in (("questions.jsonl", "zh"), ("english_questions.jsonl", "en")):

@@ -125,6 +125,8 @@ def test_serve_serves_the_index_it_is_given(built: Path):
         (("serve", "--index", "{tmp}/none"), "no index in"),
         (("serve", "--index", "{tmp}", "--port", "99999"), "invalid setting: port"),
         (("ask", "anything", "--index", "/etc/passwd"), "no index in"),
+        (("versions", "--index", "{tmp}/none"), "no index in"),
+        (("versions", "--index", "{tmp}"), "no index in"),  # a folder, but nothing built in it
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path, args: tuple[str, ...], message: str):
@@ -134,6 +136,60 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path, args: tuple[str, 
     errors = [line for line in lines if line.startswith("error: ")]
     assert errors == [lines[-1]] and message in lines[-1]  # progress lines may come first, the error last
     assert "Traceback" not in result.stderr
+
+
+RECORD = (
+    b'{"id": "t1", "question": "How hot should the water be?", "answerable": true, "document_id": "guides/tea", '
+    b'"section": "Water", "gold": "90 degrees Celsius", "kind": "direct", "split": "tune"}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (RECORD + b"[1,2]\n", "{file}:2: a question must be a JSON object, not a list"),
+        (b"\xff\xfe{}\n", "{file}:1: not UTF-8 text"),
+        (b'{"id": "x", "question": 5}\n', "{file}:1: `question` must be a non-empty string, not a number"),
+        (
+            RECORD.replace(b'"90 degrees Celsius"', b"5"),
+            "{file}:1: `gold` must be a non-empty string for an answerable question, not a number",
+        ),
+        (b'{"id": "x", "question": "Why?"}\n', "{file}:1: `answerable` is missing: it must be true or false"),
+        (b"", "no questions in {file}"),
+    ],
+)
+def test_eval_refuses_a_bad_question_file_in_one_line(tmp_path: Path, built: Path, content: bytes, message: str):
+    questions = tmp_path / "questions.jsonl"
+    questions.write_bytes(content)
+    result = _cli("eval", "--questions", str(questions), "--index", str(built))
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines() == [f"error: {message.format(file=questions)}"]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command", "example"),
+    [
+        ("HKAI_QA_CORS_ORIGINS", "https://example.org", ("ask", "anything"), '["https://example.org"]'),
+        ("HKAI_QA_TRUSTED_PROXIES", "10.0.0.1", ("serve",), '["10.0.0.1"]'),
+    ],
+)
+def test_a_list_setting_given_as_plain_text_is_one_line_naming_it(
+    tmp_path: Path, variable: str, value: str, command: tuple[str, ...], example: str
+):
+    token = "do-not-print-this-token-0123"
+    result = subprocess.run(
+        [sys.executable, "-m", "hkai_qa", *command, "--index", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**ENV, variable: value, "HKAI_QA_ADMIN_TOKEN": token},
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: invalid setting {variable}: expected a JSON list, e.g. {variable}='{example}'"
+    ]
+    assert token not in result.stderr + result.stdout
 
 
 def test_module_entry_point_shows_help():

@@ -12,8 +12,9 @@ import pytest
 from hkai_qa.building import build_index
 from hkai_qa.config import Settings
 from hkai_qa.errors import InvalidRequest
-from hkai_qa.evaluation import MODES, Outcome, Question, fit_calibration, is_correct, load_questions, report, run
+from hkai_qa.evaluation import MODES, Outcome, fit_calibration, is_correct, report, run
 from hkai_qa.index import CALIBRATION_FEATURES
+from hkai_qa.questions import Question, load_questions
 from hkai_qa.service import QAService
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -65,11 +66,74 @@ def test_correctness_needs_the_gold_phrase_and_at_most_two_sentences():
     assert is_correct(unanswerable, None) and not is_correct(unanswerable, "Anything.")
 
 
+GOOD = (
+    '{"id": "a", "question": "When?", "answerable": true, "document_id": "d", "section": "s", "gold": "2001", '
+    '"kind": "direct", "split": "tune"}'
+)
+
+
 def test_bad_question_file_is_a_clear_error(tmp_path: Path):
     bad = tmp_path / "q.jsonl"
-    bad.write_text('{"id": "x"}\nnot json\n', encoding="utf-8")
-    with pytest.raises(InvalidRequest, match=r"q\.jsonl:2"):
+    bad.write_text(f"{GOOD}\nnot json\n", encoding="utf-8")
+    with pytest.raises(InvalidRequest, match=r"q\.jsonl:2: not valid JSON"):
         load_questions(bad)
+
+
+def _record(**changes: object) -> str:
+    record = json.loads(GOOD)
+    record.update(changes)
+    return json.dumps({k: v for k, v in record.items() if v is not ...})
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("[1, 2]", "a question must be a JSON object, not a list"),
+        ('"When?"', "a question must be a JSON object, not a string"),
+        (_record(question=5), "`question` must be a non-empty string, not a number"),
+        (_record(question="  "), "`question` must be a non-empty string, not blank"),
+        (_record(id=None), "`id` must be a non-empty string, not null"),
+        (_record(gold=5), "`gold` must be a non-empty string for an answerable question, not a number"),
+        (_record(gold=None), "`gold` must be a non-empty string for an answerable question, not null"),
+        (_record(section=...), "`section` is missing: it must be a non-empty string for an answerable question"),
+        (_record(answerable="yes"), "`answerable` must be true or false, not a string"),
+        (_record(answerable=1), "`answerable` must be true or false, not a number"),
+        (_record(answerable=False, gold=["x"]), "`gold` must be a string or null, not a list"),
+        (_record(split=2), "`split` must be a non-empty string, not a number"),
+        (_record(kind=...), "`kind` is missing: it must be a non-empty string"),
+        (_record(language="fr"), "`language` must be one of 'en', 'zh' or absent, not 'fr'"),
+        (_record(language=1), "`language` must be one of 'en', 'zh' or absent, not a number"),
+        ('{"id": "x", "question": "When?"}', "`answerable` is missing: it must be true or false"),
+    ],
+)
+def test_every_record_is_checked_and_the_first_bad_one_named_by_line(tmp_path: Path, line: str, says: str):
+    path = tmp_path / "q.jsonl"
+    path.write_text(f"{GOOD}\n\n{line}\n{GOOD}\n", encoding="utf-8")
+    with pytest.raises(InvalidRequest) as caught:
+        load_questions(path)
+    assert caught.value.message == f"{path}:3: {says}"
+
+
+def test_a_file_that_is_not_utf8_empty_or_unreadable_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(GOOD.encode() + b"\n\xff\xfe{}\n")
+    with pytest.raises(InvalidRequest, match=r"q\.jsonl:2: not UTF-8 text"):
+        load_questions(path)
+    for empty in (b"", b"\n  \n"):
+        path.write_bytes(empty)
+        with pytest.raises(InvalidRequest, match=r"^no questions in .*q\.jsonl$"):
+            load_questions(path)
+    with pytest.raises(InvalidRequest, match=r"cannot be read"):
+        load_questions(tmp_path)  # a folder
+
+
+def test_a_byte_order_mark_and_a_line_separator_inside_a_string_are_read(tmp_path: Path):
+    path = tmp_path / "q.jsonl"
+    separated = _record(question="When\u2028was it?")
+    path.write_text("\ufeff" + GOOD + "\n" + json.dumps(json.loads(separated), ensure_ascii=False), encoding="utf-8")
+    questions = load_questions(path)
+    assert [q.question for q in questions] == ["When?", "When\u2028was it?"]
+    assert questions[0] == Question("a", "When?", True, "d", "s", "2001", "direct", "tune", "en")
 
 
 def _outcome(number: int, answerable: bool, right: bool, features: dict[str, float]) -> Outcome:

@@ -217,6 +217,35 @@ def test_twenty_clients_during_an_http_rebuild_see_only_old_or_new_versions(live
     assert versions == {old, new}
 
 
+def test_an_http_rebuild_while_the_cli_builds_is_409_and_starts_no_job(live):
+    corpus, index, url = live["corpus"], live["index"], live["server"].url
+    jobs = httpx.get(f"{url}/index/jobs", headers=AUTH).json()["jobs"]
+    # The failpoint holds `hkai-qa build` inside its write, with the index's writer lock held.
+    build = _build(corpus, index, "--force", env={"HKAI_QA_FAILPOINT_BEFORE_MANIFEST": "60"})
+    with build:
+        deadline = time.monotonic() + 120
+        while not any((index / "versions" / name / "sentences.npy").exists() for name in _staging(index)):
+            assert build.poll() is None and time.monotonic() < deadline, "the build never reached the write"
+            time.sleep(0.05)
+        response = httpx.post(f"{url}/index/rebuild", headers=AUTH, timeout=60)
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait(timeout=30)
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["type"] == "build_running" and "another build is running" in error["message"]
+    assert httpx.get(f"{url}/index/jobs", headers=AUTH).json()["jobs"] == jobs  # no job that could only fail
+    started = httpx.post(f"{url}/index/rebuild", headers=AUTH, timeout=60)  # the killed build's lock died with it
+    assert started.status_code == 202, started.text
+    job = started.json()
+    deadline = time.monotonic() + 300
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+        job = httpx.get(f"{url}/index/jobs/{job['id']}", headers=AUTH, timeout=60).json()
+    assert job["state"] == "succeeded", job
+    assert not _staging(index)  # and it cleared what the killed build left
+
+
 def test_the_admin_token_never_reaches_the_logs(live):
     httpx.post(f"{live['server'].url}/index/rebuild", headers={"Authorization": "Bearer not-the-token-at-all"})
     logs = "".join(p.read_text(errors="replace") for p in live["root"].glob("*.log"))
