@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from hkai_qa.languages import WORD_CHARACTER
 from hkai_qa.lexical import STOPWORDS, question_tokens, word_tokens
 
 # A year in Chinese text, where no word boundary sets it off: "於2001年" is a date, "撥款2000萬元" is not.
@@ -40,7 +41,7 @@ _MONEY_WORDS = re.compile(
     re.I,
 )
 _CURRENCY = re.compile(r"(?:HK\$|US\$|RMB|\$)")
-_WORD = re.compile(r"[^\W_]+(?:[’'.$&/-][^\W_]+)*")
+_WORD = re.compile(f"{WORD_CHARACTER}+(?:[’'.$&/-]{WORD_CHARACTER}+)*")
 _DETERMINERS = frozenset({"the", "a", "an", "its", "their", "his", "her", "this", "these", "those"})
 _CONNECTORS = frozenset({"and", "of", "for", "&", "de"})
 _MAX_WORDS = 10

@@ -23,6 +23,12 @@ CJK = re.compile(
 )
 
 
+# Combining marks (accents written as a second code point, as in a decomposed "Zu\u0308rich"): inside a word, not
+# between words, which `\w` alone would make them. NFC composes most, not all ("q\u0303" has no composed form).
+COMBINING_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+# A letter or digit of a word, with any combining marks after it.
+WORD_CHARACTER = f"(?:[^\\W_][{COMBINING_MARKS}]*)"
+
 # Chinese words average about one and a half characters, so six characters weigh as much as four English words.
 CHARACTERS_PER_WORD = 1.5
 _LETTERS = re.compile(r"[^\W\d_]+")

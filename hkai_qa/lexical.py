@@ -10,7 +10,7 @@ from functools import lru_cache
 import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from hkai_qa.languages import CJK, fold_width
+from hkai_qa.languages import CJK, WORD_CHARACTER, fold_width
 
 # Words that carry meaning in this domain ("first cohort", "six principles", "found") stay searchable.
 _KEEP = {
@@ -20,7 +20,8 @@ _KEEP = {
 }  # fmt: skip
 STOPWORDS = frozenset(ENGLISH_STOP_WORDS - _KEEP) | {"s", "does", "did", "tell"}
 # Identifiers keep their inner punctuation: "HK$3", "2.0", "AI-powered", "R&D"; parts are indexed too.
-_TOKEN = re.compile(r"[^\W_]+(?:[.$&/+-][^\W_]+)*")
+_TOKEN = re.compile(f"{WORD_CHARACTER}+(?:[.$&/+-]{WORD_CHARACTER}+)*")
+_PARTS = re.compile(r"[.$&/+-]")
 _stemmer = Stemmer.Stemmer("english")
 
 
@@ -47,7 +48,7 @@ def lexical_tokens(text: str) -> list[str]:
             continue
         for match in _TOKEN.finditer(piece):
             word = match.group()
-            parts = re.split(r"[.$&/+-]", word) if not word.isalnum() else []
+            parts = _PARTS.split(word) if _PARTS.search(word) else []
             for token in (word, *parts):
                 if token and token not in STOPWORDS:
                     tokens.append(_stem(token))

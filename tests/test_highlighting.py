@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from hkai_qa.highlighting import find_highlight
+from hkai_qa.lexical import lexical_tokens
 
 
 @pytest.mark.parametrize(
@@ -99,3 +102,13 @@ def test_a_date_in_chinese_text_is_highlighted_though_it_runs_into_the_character
     """Chinese puts no space around a date ("於2001年5月7日成立"), so word boundaries do not find it."""
     highlight = find_highlight(question, answer)
     assert highlight is not None and answer[highlight[0] : highlight[1]] == date
+
+
+def test_a_decomposed_answer_is_read_in_words_as_the_composed_question_is():
+    # A document written with combining marks ("Zu" + U+0308 "rich") against a question taken in NFC: the
+    # question's own word must not be marked as the answer ('Zürich builds magnetic microrobots' was).
+    answer = unicodedata.normalize("NFD", "The ETH lab in Zürich builds magnetic microrobots.")
+    start, end = find_highlight("What does the ETH lab in Zürich build?", answer)
+    assert answer[start:end] == "magnetic microrobots"
+    # A mark with no composed form ("q" + U+0303) stays inside its word, in questions and documents alike.
+    assert lexical_tokens("q\u0303uality Zu\u0308rich") == ["q\u0303uality", "zürich"]
