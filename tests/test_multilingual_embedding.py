@@ -262,33 +262,35 @@ def test_nfkc_before_the_engine_changes_no_vector(multilingual: MultilingualEmbe
 
 
 def test_a_text_longer_than_the_model_reads_is_cut_to_what_it_reads(multilingual: MultilingualEmbedder) -> None:
-    """The engine does not cut texts itself, and its time grows with their length: a 20,000-word line held the
-    model (and every Chinese question) for a minute during a rebuild. What it gets now is the text's start, at
-    most 512 tokens with the "passage: " or "query: " in front, and the vector is that start's vector."""
+    """The engine reads a longer text in 512-token windows, and its time grows with the text: a 20,000-word line
+    held the model (and every Chinese question) for a minute during a rebuild. What it gets now is the text's
+    start, at most 512 tokens with "passage: " and the special tokens, and the vector is that start's vector."""
     from hkai_qa.multilingual_embedding import _engine_text
 
     multilingual.warm_up()
     engine = multilingual._model
     long_text = "Hong Kong robots " + "word " * 20_000
-    cut = _engine_text(engine, long_text)
-    assert long_text.startswith(cut) and 400 < engine.token_count(cut) <= 512 - 8
+    cut, count = _engine_text(engine, long_text)
+    assert long_text.startswith(cut) and 480 < count == engine.token_count(cut) <= 512
     assert np.array_equal(multilingual.encode([long_text]), np.asarray(engine.passage([cut]), dtype=np.float32))
     # A 1,000-character question that NFKC makes 18,000 letters long is cut the same way.
-    expanding = "When was ASTRI founded? " + "\ufdfa" * 970
-    assert engine.token_count(_engine_text(engine, expanding)) <= 512 - 8
-    # Texts the model reads whole reach it whole.
-    for text in ("When was ASTRI founded?", "香港科技園公司於2001年成立。" * 20, "word " * 300):
-        assert _engine_text(engine, text) == text
+    assert _engine_text(engine, "When was ASTRI founded? " + "\ufdfa" * 970)[1] <= 512
+    # Texts the model reads whole reach it whole, however many characters they have: 2,160 here, 437 tokens.
+    for text in ("When was ASTRI founded?", "香港科技園公司於2001年成立。" * 20, "Hong Kong " * 216):
+        assert engine.token_count(text) <= 512
+        assert _engine_text(engine, text) == (text, engine.token_count(text))
 
 
 def test_long_texts_are_encoded_in_small_batches_with_the_vectors_of_one_at_a_time(
     multilingual: MultilingualEmbedder,
 ) -> None:
-    """The model is held one batch at a time: a batch of long texts is cut short, so a Chinese question waits
-    behind about a second of the model, and the vectors are those of encoding each text alone."""
-    texts = ["Hong Kong robots " + "word " * 600, "ASTRI was founded in 2000.", "word " * 900, "香港科技園。"]
+    """The model is held one batch at a time, and a batch holds at most 1,024 tokens past its first text: a batch
+    of long texts is cut short, so a Chinese question waits behind about a second of the model. The vectors are
+    those of encoding each text alone."""
+    texts = ["Hong Kong robots " + "word " * 600, "香港科技園。" * 90, "word " * 300, "ASTRI was founded in 2000."]
     reported: list[int] = []
     together = multilingual.encode(texts, batch_size=16, progress=reported.append)
-    assert len(reported) > 1 and sum(reported) == len(texts)
+    # About 490 + 360 tokens; a third text of about 300 would pass 1,024, so it opens the second batch.
+    assert reported == [2, 2]
     alone = np.concatenate([multilingual.encode([text]) for text in texts])
     assert np.allclose(together, alone, atol=1e-6)
