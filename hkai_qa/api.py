@@ -13,7 +13,7 @@ import swagger_ui_bundle
 from fastapi import Depends, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -175,8 +175,9 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
         document_id: Annotated[str, PathParam(description="Document id, e.g. `notes/finance`.")], qa: ServiceDep
     ) -> DocumentOut:
         """One document's full text and sections; ids may contain `/` (e.g. `notes/finance`)."""
-        found = qa.document(document_id)
-        return DocumentOut(**_summary(found).model_dump(), text=found.text)
+        snapshot = qa.snapshot()  # the document and its version from the same index, even during a reload
+        found = qa.document(document_id, snapshot)
+        return DocumentOut(**_summary(found).model_dump(), text=found.text, index_version=snapshot.index.version)
 
     @app.get("/health", response_model=Health, responses=_NOT_READY, tags=["service"])
     async def health(qa: ServiceDep) -> Health:
@@ -193,7 +194,7 @@ def create_app(settings: Settings, service: QAService | None = None) -> FastAPI:
         )
 
     app.include_router(admin_router())
-    _add_pages(app)
+    _add_pages(app, settings)
     _add_error_handlers(app)
     install_guards(app, settings)  # last: its middlewares (request ids, limits, logs, metrics) wrap the rest
     app.add_middleware(SecurityHeaders)  # outermost: 413s and 429s from the guards get the headers too
@@ -230,13 +231,16 @@ def _summary(document: Document) -> DocumentSummary:
     return DocumentSummary(id=document.id, title=document.title, sections=sections)
 
 
-def _add_pages(app: FastAPI) -> None:
+def _add_pages(app: FastAPI, settings: Settings) -> None:
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+    # The page counts a question's characters against the limit this server applies (HKAI_QA_MAX_QUESTION_CHARS).
+    html = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    html = html.replace('data-max-question="1000"', f'data-max-question="{settings.max_question_chars}"', 1)
 
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+    def page() -> HTMLResponse:
+        return HTMLResponse(html)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -45,7 +45,11 @@ def load_questions(path: Path) -> list[Question]:
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            # A syntax error, nesting too deep, or a number too long to read (a ValueError of its own).
+            if isinstance(exc, json.JSONDecodeError):
+                reason = exc.msg
+            else:
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             raise InvalidRequest(f"{path}:{number}: not valid JSON ({reason})") from None
         try:
             questions.append(_question(data))

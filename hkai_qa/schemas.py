@@ -141,6 +141,9 @@ class DocumentList(BaseModel):
 
 class DocumentOut(DocumentSummary):
     text: str = Field(description="The full text that offsets refer to.")
+    index_version: str = Field(
+        description="The index version this text is from: offsets of answers from another may not fit it."
+    )
 
 
 class Health(BaseModel):

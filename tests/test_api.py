@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
+from hkai_qa.config import Settings
+from hkai_qa.service import QAService
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,8 @@ def test_documents_list_and_document_with_slash_in_id(client: httpx.Client):
     assert "hong-kong-ai-ecosystem" in ids and "notes/smart-city" in ids
     assert listing["index_version"] and listing["built_at"]
     note = client.get("/documents/notes/smart-city").json()
-    assert set(note) == {"id", "title", "text", "sections"}
+    assert set(note) == {"id", "title", "text", "sections", "index_version"}
+    assert note["index_version"] == listing["index_version"]  # offsets of that version's answers fit this text
     assert note["title"] and note["sections"]
     for section in note["sections"]:
         assert set(section) == {"title", "start", "end", "anchor"}
@@ -143,6 +148,7 @@ def test_page_and_docs_are_served_with_a_same_origin_csp(client: httpx.Client):
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     policy = page.headers["content-security-policy"]
     assert "default-src 'self'" in policy and "script-src 'self'" in policy and "http" not in policy
+    assert 'data-max-question="1000"' in page.text  # the server's question limit, for the page to count against
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in docs.text
     assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
@@ -266,3 +272,13 @@ def test_search_with_a_chinese_query_ranks_the_right_section_first(client: httpx
         assert "7 May 2001" in hit["text"]
         text = client.get(f"/documents/{hit['document_id']}").json()["text"]
         assert text[hit["start"] : hit["end"]] == hit["text"]
+
+
+def test_the_page_counts_against_the_limit_this_server_applies(
+    settings: Settings, service: QAService, start_server: Callable[[FastAPI], str]
+):
+    from hkai_qa.api import create_app
+
+    url = start_server(create_app(settings.model_copy(update={"max_question_chars": 50}), service))
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert 'data-max-question="50"' in client.get("/").text

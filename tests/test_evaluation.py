@@ -104,6 +104,8 @@ def _record(**changes: object) -> str:
         (_record(language="fr"), "`language` must be one of 'en', 'zh' or absent, not 'fr'"),
         (_record(language=1), "`language` must be one of 'en', 'zh' or absent, not a number"),
         ('{"id": "x", "question": "When?"}', "`answerable` is missing: it must be true or false"),
+        ("[" * 100_000, "not valid JSON (nested too deeply)"),
+        ('{"id": ' + "9" * 5000 + "}", "not valid JSON (Exceeds the limit (4300 digits) for integer string conversion"),
     ],
 )
 def test_every_record_is_checked_and_the_first_bad_one_named_by_line(tmp_path: Path, line: str, says: str):
@@ -111,7 +113,7 @@ def test_every_record_is_checked_and_the_first_bad_one_named_by_line(tmp_path: P
     path.write_text(f"{GOOD}\n\n{line}\n{GOOD}\n", encoding="utf-8")
     with pytest.raises(InvalidRequest) as caught:
         load_questions(path)
-    assert caught.value.message == f"{path}:3: {says}"
+    assert caught.value.message.startswith(f"{path}:3: {says}")
 
 
 def test_a_file_that_is_not_utf8_empty_or_unreadable_is_a_clear_error(tmp_path: Path):

@@ -950,8 +950,20 @@ def test_long_question_is_kept_counted_and_refused(page: Page, server_url: str) 
     expect(count).to_have_text(f"{len(pasted):,} / 1,000 characters: {over} characters too many to send")
     expect(box).to_have_attribute("aria-invalid", "true")
     expect(box).to_have_attribute("aria-describedby", re.compile(r"\bquestion-count\b"))
+    # Screen readers hear the crossing of the limit once, not every keystroke's count.
+    status = page.locator("#question-count-status")
+    expect(status).to_have_attribute("aria-live", "polite")
+    expect(status).to_have_text(f"{len(pasted):,} / 1,000 characters: {over} characters too many to send")
+    box.press("End")
+    box.type("!")
+    expect(count).to_have_text(f"{len(pasted) + 1:,} / 1,000 characters: {over + 1} characters too many to send")
+    expect(status).to_have_text(f"{len(pasted):,} / 1,000 characters: {over} characters too many to send")
+    box.press("Backspace")
     box.press("Enter")
     expect(count).to_have_text(
+        f"Not sent: the question is {over} characters over the 1,000-character limit. Shorten it, then send."
+    )
+    expect(status).to_have_text(
         f"Not sent: the question is {over} characters over the 1,000-character limit. Shorten it, then send."
     )
     page.wait_for_timeout(200)

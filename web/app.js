@@ -7,8 +7,9 @@
   const STORAGE_KEY = "hkai-qa.conversation.v1";
   const MAX_STORED = 50;
   const TOP_K = 3;
-  const MAX_QUESTION = 1000; // code points after trimming, as the server counts them
-  const COUNT_FROM = 900; // the counter shows from here on, before the limit surprises anyone
+  // Code points after trimming, as the server counts them; the server writes its own limit into the page.
+  const MAX_QUESTION = Number.parseInt(document.documentElement.dataset.maxQuestion, 10) || 1000;
+  const COUNT_FROM = Math.floor(MAX_QUESTION * 0.9); // the counter shows from here, before the limit surprises
   const REQUEST_TIMEOUT_MS = 30_000; // a server that has not answered by then is treated as down
   // style.css puts the panel beside the chat from this width; below it the panel covers the page.
   const SIDE_BY_SIDE = matchMedia("(min-width: 72rem)");
@@ -29,6 +30,7 @@
     composer: byId("composer"),
     question: byId("question"),
     count: byId("question-count"),
+    countStatus: byId("question-count-status"),
     send: byId("send"),
     clear: byId("clear-button"),
     documents: byId("documents-button"),
@@ -44,8 +46,10 @@
   let pending = false;
   let panelToken = 0; // ignores replies to panel requests that were superseded
   let panelOpener = null;
+  let wasOver = false; // whether the question was over the length limit at the last count
   // Offsets in an answer refer to the document as the index that answered saw it, so a cached document is only
-  // reused for answers of the newest index version the server reported; a new version empties the cache.
+  // reused for links of the index version its text came from; the newest version the server reported empties
+  // the cache of the others.
   let indexVersion = null;
   const documentCache = new Map();
   const linkTargets = new WeakMap(); // document link -> { kind, quote, version } of what it points at
@@ -205,13 +209,15 @@
     documentCache.clear();
   }
 
-  /** A document for a link made from index `version`: cached only while that is the newest version known. */
+  /** A document as the index `version` that made a link has it: cached by the version the server says the
+   * text is from (a new version empties the cache); fetched when that version's copy is not at hand. */
   async function fetchDocument(id, version) {
-    const current = () => typeof version === "string" && version === indexVersion;
-    if (current() && documentCache.has(id)) return documentCache.get(id);
+    const key = (v) => `${v}\n${id}`;
+    if (typeof version === "string" && documentCache.has(key(version))) return documentCache.get(key(version));
     const doc = await requestJSON("/documents/" + id.split("/").map(encodeURIComponent).join("/"));
     doc.chars = Array.from(doc.text); // offsets are Unicode code points
-    if (current()) documentCache.set(id, doc);
+    noteIndexVersion(doc.index_version);
+    if (typeof doc.index_version === "string") documentCache.set(key(doc.index_version), doc);
     return doc;
   }
 
@@ -461,6 +467,9 @@
         `Not sent: the question is ${plural(over, "character")} over the ${count(MAX_QUESTION)}-character limit. ` +
         "Shorten it, then send.";
     } else ui.count.textContent = `${tally}: ${plural(over, "character")} too many to send`;
+    // Screen readers hear the crossings and a refusal, not every keystroke's count.
+    if (refused || (over > 0) !== wasOver) ui.countStatus.textContent = over > 0 ? ui.count.textContent : "";
+    wasOver = over > 0;
     return over <= 0;
   }
 
