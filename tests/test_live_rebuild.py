@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,24 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hkai_qa", *args], capture_output=True, text=True, env=ENV, timeout=600
     )
+
+
+@contextmanager
+def _build_held_in_its_write(corpus: Path, index: Path) -> Iterator[subprocess.Popen[str]]:
+    """`hkai-qa build --force`, held by the failpoint after its data files are written and before the manifest,
+    with the index's writer lock held (every vector is cached, so it gets there without the model); killed with
+    SIGKILL on the way out."""
+    build = _build(corpus, index, "--force", env={"HKAI_QA_FAILPOINT_BEFORE_MANIFEST": "60"})
+    with build:
+        deadline = time.monotonic() + 120
+        while not any((index / "versions" / name / "sentences.npy").exists() for name in _staging(index)):
+            assert build.poll() is None and time.monotonic() < deadline, "the build never reached the write"
+            time.sleep(0.05)
+        try:
+            yield build
+        finally:
+            os.kill(build.pid, signal.SIGKILL)
+            build.wait(timeout=30)
 
 
 def _build(corpus: Path, index: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -145,16 +164,9 @@ def test_kill_9_while_embedding_keeps_the_old_version_serving_and_the_next_build
 def test_kill_9_while_writing_the_index_keeps_the_old_version(live):
     corpus, index, server = live["corpus"], live["index"], live["server"]
     old = server.version()
-    # The failpoint holds the build after the data files are written and before the manifest, so the
-    # kill lands inside the write every time. Every vector is cached, so it gets there without the model.
-    build = _build(corpus, index, "--force", env={"HKAI_QA_FAILPOINT_BEFORE_MANIFEST": "60"})
-    with build:
-        deadline = time.monotonic() + 120
-        while not any((index / "versions" / name / "sentences.npy").exists() for name in _staging(index)):
-            assert build.poll() is None and time.monotonic() < deadline, "the build never reached the write"
-            time.sleep(0.05)
-        os.kill(build.pid, signal.SIGKILL)
-        build.wait(timeout=30)
+    # The kill lands inside the write every time.
+    with _build_held_in_its_write(corpus, index):
+        pass
     [left] = _staging(index)
     assert not (index / "versions" / left / "manifest.json").exists()
     assert (index / "CURRENT").read_text().strip() == old
@@ -220,16 +232,8 @@ def test_twenty_clients_during_an_http_rebuild_see_only_old_or_new_versions(live
 def test_an_http_rebuild_while_the_cli_builds_is_409_and_starts_no_job(live):
     corpus, index, url = live["corpus"], live["index"], live["server"].url
     jobs = httpx.get(f"{url}/index/jobs", headers=AUTH).json()["jobs"]
-    # The failpoint holds `hkai-qa build` inside its write, with the index's writer lock held.
-    build = _build(corpus, index, "--force", env={"HKAI_QA_FAILPOINT_BEFORE_MANIFEST": "60"})
-    with build:
-        deadline = time.monotonic() + 120
-        while not any((index / "versions" / name / "sentences.npy").exists() for name in _staging(index)):
-            assert build.poll() is None and time.monotonic() < deadline, "the build never reached the write"
-            time.sleep(0.05)
+    with _build_held_in_its_write(corpus, index):
         response = httpx.post(f"{url}/index/rebuild", headers=AUTH, timeout=60)
-        os.kill(build.pid, signal.SIGKILL)
-        build.wait(timeout=30)
     assert response.status_code == 409, response.text
     error = response.json()["error"]
     assert error["type"] == "build_running" and "another build is running" in error["message"]
