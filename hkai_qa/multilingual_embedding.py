@@ -148,7 +148,8 @@ def _engine_text(model: Any, text: str) -> tuple[str, int]:
     Normalised text never expands again. A text of up to 512 tokens (every sentence of our corpus, every question
     within the length limit but pathological ones) reaches the engine whole. (A vector cached before this cut
     existed, for a longer text, is its windows' average; it stays valid, and is kept.)"""
-    text = unicodedata.normalize("NFKC", text)[:_COUNTED_CHARACTERS]
+    # Cut before normalising as well: NFKC makes one U+FDFA eighteen letters, and an upload may hold millions.
+    text = unicodedata.normalize("NFKC", text[:_COUNTED_CHARACTERS])[:_COUNTED_CHARACTERS]
     count = int(model.token_count(text))
     while count > _MAX_TOKENS:
         text = text[: max(1, int(len(text) * _MAX_TOKENS / count * 0.95))]
