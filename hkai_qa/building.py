@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,15 +79,17 @@ def build_index(
     progress: Progress | None = None,
     batch_size: int = 64,
     multilingual: MultilingualEmbedder | None = None,
+    lock_held: bool = False,
 ) -> BuildSummary:
     """Build and publish a new version of `corpus_dir` into `index_dir` (or keep the current one if
-    nothing changed and not `force`). Raises BuildRunning when another build holds the lock.
+    nothing changed and not `force`). Raises BuildRunning when another build holds the lock; with `lock_held`,
+    the caller holds it already (a rebuild job takes it when it is asked for).
 
     With `multilingual`, every sentence is also embedded by the multilingual model (cached the same way),
     so questions in other scripts can be matched against the same text."""
     started = time.perf_counter()
     step: Progress = progress or (lambda *_: None)
-    with build_lock(index_dir):
+    with nullcontext() if lock_held else build_lock(index_dir):
         clear_staging(index_dir)
         step("reading", 0, 0)
         corpus = load_corpus(corpus_dir, lock=corpus_lock(index_dir))  # never half of an upload

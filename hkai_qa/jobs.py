@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from hkai_qa.building import build_index
 from hkai_qa.errors import Conflict, HkaiError, JobNotFound
 from hkai_qa.service import QAService
-from hkai_qa.versions import check_no_build
+from hkai_qa.versions import build_lock
 
 State = Literal["queued", "running", "succeeded", "failed"]
 KEEP_JOBS = 50
@@ -76,12 +77,20 @@ class RebuildJobs:
                 raise Conflict(
                     f"rebuild job {running.id} is still {running.state}; follow it at /index/jobs/{running.id}"
                 )
-            check_no_build(self.service.settings.index_dir)
+            # The job holds the index's writer lock from now on (BuildRunning if another process has it), so a
+            # `hkai-qa build` started after this answer is the one refused, never the job.
+            held = ExitStack()
+            held.enter_context(build_lock(self.service.settings.index_dir))
             job = Job(id=uuid.uuid4().hex[:16], force=force)
             self._jobs[job.id] = job
             while len(self._jobs) > KEEP_JOBS:
                 self._jobs.popitem(last=False)
-        threading.Thread(target=self._run, args=(job,), name=f"hkai-qa-rebuild-{job.id}", daemon=True).start()
+        try:
+            worker = threading.Thread(target=self._run, args=(job, held), name=f"hkai-qa-rebuild-{job.id}", daemon=True)
+            worker.start()
+        except BaseException:
+            held.close()
+            raise
         return job
 
     def get(self, job_id: str) -> Job:
@@ -96,7 +105,11 @@ class RebuildJobs:
         with self._lock:
             return list(reversed(self._jobs.values()))
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, held: ExitStack) -> None:
+        with held:  # the index's writer lock, taken by `start`
+            self._build(job)
+
+    def _build(self, job: Job) -> None:
         settings = self.service.settings
         job.state, job.started_at = "running", _now()
         started = time.perf_counter()
@@ -115,6 +128,7 @@ class RebuildJobs:
                 progress=progress,
                 batch_size=16,  # shorter holds on the model, so questions keep flowing during a build
                 multilingual=self.service.multilingual,
+                lock_held=True,
             )
             self.service.reload()
             job.summary = summary.as_json()

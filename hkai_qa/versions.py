@@ -30,10 +30,11 @@ log = logging.getLogger("hkai_qa.versions")
 def build_lock(index_dir: Path) -> Iterator[None]:
     """Hold the index folder's writer lock; BuildRunning at once if another build has it.
 
-    An OS file lock (flock) dies with its process, so a build killed with -9 never blocks the next one.
+    An OS file lock (flock) dies with its process, so a build killed with -9 never blocks the next one. The lock
+    is not tied to a thread: a rebuild job takes it when it is asked for, and its worker thread lets it go.
     """
     index_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(index_dir / LOCK, timeout=0)
+    lock = FileLock(index_dir / LOCK, timeout=0, thread_local=False)
     try:
         lock.acquire()
     except Timeout:
@@ -44,13 +45,6 @@ def build_lock(index_dir: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def check_no_build(index_dir: Path) -> None:
-    """BuildRunning at once if another build holds the writer lock now. A look, not a hold: the lock is let go
-    at once, so a build that starts just after still wins it, and the caller's own build then fails instead."""
-    with build_lock(index_dir):
-        pass
 
 
 def clear_staging(index_dir: Path) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hkai_qa.building import build_index
+from hkai_qa.building import BuildSummary, build_index
 from hkai_qa.embedding_cache import CACHE_DIR
 from hkai_qa.errors import BuildRunning, IndexInvalid
 from hkai_qa.index import DEFAULT_MULTILINGUAL_CALIBRATION, list_versions, load_index, rollback
@@ -136,6 +138,28 @@ def test_pruning_and_rollback_follow_the_order_versions_were_served(corpus, tmp_
     assert rollback(index, MODEL) == v1  # what was served before v4
     assert rollback(index, MODEL) == v2  # and again one further back, never back and forth
     assert current_version(index) == v2 != v3
+
+
+def test_a_lock_taken_for_a_build_in_one_thread_is_let_go_by_another(corpus, tmp_path, embedder):
+    # A rebuild job takes the lock when it is asked for (so a CLI build started later is the one refused) and
+    # its worker thread builds under it, then lets it go.
+    index = tmp_path / "index"
+    held = ExitStack()
+    held.enter_context(build_lock(index))
+    with pytest.raises(BuildRunning):
+        build_index(corpus, index, embedder)  # anyone else is refused
+
+    def worker() -> None:
+        with held:
+            results.append(build_index(corpus, index, embedder, lock_held=True))
+
+    results: list[BuildSummary] = []
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(timeout=300)
+    assert results and results[0].published
+    with build_lock(index):  # let go by the worker: free again
+        pass
 
 
 def test_a_damaged_history_file_never_blocks_builds_or_rollbacks(corpus, tmp_path, embedder):
