@@ -55,6 +55,9 @@ def configure_logging(log_format: str) -> None:
     root.setLevel(logging.WARNING)
     logging.getLogger("hkai_qa").setLevel(logging.INFO)  # requests, version swaps, refused versions, rebuild jobs
     logging.getLogger("uvicorn.error").setLevel(logging.INFO)  # where it listens, startup and shutdown
+    # Python warnings (a library's DependencyWarning, printed when one thread imports while another has the
+    # warning filters swapped out) become records too, so every line on stderr stays one JSON object.
+    logging.captureWarnings(True)
 
 
 def route_template(scope: Scope) -> str:

@@ -8,6 +8,8 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +75,22 @@ def test_a_json_log_record_is_one_line_whatever_its_message_holds():
     entry = json.loads(line)
     assert entry["message"] == "bad line\nbreak\u2028here" and entry["job"] == "abc" and entry["level"] == "WARNING"
     assert "\u2028" not in line  # escaped, so no reader splits the record
+
+
+def test_a_python_warning_is_logged_as_one_json_line_like_the_rest():
+    # A library's warning on stderr broke the one-JSON-object-per-line log of a served process.
+    script = (
+        "import warnings\n"
+        "from hkai_qa.access_log import configure_logging\n"
+        "configure_logging('json')\n"
+        "warnings.warn('SOCKS support needs an optional dependency', UserWarning)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.splitlines()
+    record = json.loads(line)
+    assert record["logger"] == "py.warnings" and record["level"] == "WARNING"
+    assert "UserWarning: SOCKS support needs an optional dependency" in record["message"]
 
 
 def test_every_response_carries_a_request_id(observed: str):
