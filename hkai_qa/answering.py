@@ -253,8 +253,9 @@ def _candidates(
         coverage = _coverage(weights, retriever.sentence_tokens[number])
         score = stretch * similarity + _COVERAGE_WEIGHT * coverage + _RANK_WEIGHT / (1 + hit.rank)
         # In NFC, as the question is: "What is the Zürich lab?" must find a decomposed "Zu\u0308rich lab is".
-        text = unicodedata.normalize("NFC", index.sentence_text(index.sentences[number]))
-        if expected is not None and expected.search(text):
+        if expected is not None and expected.search(
+            unicodedata.normalize("NFC", index.sentence_text(index.sentences[number]))
+        ):
             score += _TYPE_WEIGHT
         candidates.append(_Candidate(number, similarity, coverage, hit.rank, hit.similarity, score))
     return sorted(candidates, key=lambda c: -c.score)
