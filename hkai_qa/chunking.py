@@ -18,6 +18,17 @@ _NOT_AN_ANSWER = re.compile(
     r"^\W*(?:sources?|references?|see also|資料來源|资料来源|來源|来源|參考資料|参考资料|另見|另见)\s*[:：]", re.I
 )
 _MIN_WORDS = 4
+# Code is context for retrieval, never an answer. Plain-text documentation marks examples with a prompt (">>> "),
+# writes grammar rules ("try_stmt ::= ...") and tracebacks, or indents an example under the paragraph that
+# introduces it ("... is equivalent to:"); a block made mostly of identifiers and symbols is code wherever it
+# stands. Over a corpus of Python documentation the multilingual model ranked such short texts first for
+# Chinese questions ("class Foo(object): pass" for "when is an object true?").
+_CODE_MARK = re.compile(r"^[ \t]*(?:>>>|\.\.\.[ \t]|\$[ \t])|::=|^[ \t]*Traceback \(most recent call last\)", re.M)
+_CODE_CHARACTER = re.compile(r"[=(){}\[\]<>_@#|\\`^~]")
+_URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S+", re.I)
+_WORD_EDGES = "\"'“”‘’()[]*,.;:!?"
+_PROSE_SHARE = 0.5  # of a block's words: below it, the block is code
+_INTRODUCED_PROSE_SHARE = 0.8  # the same for a block indented under a paragraph that ends with ":"
 # blingfire sometimes ends a sentence after a title ("... banks. Dr." | "Chan agreed.") or a reference
 # abbreviation ("see Cap." | "486 of the laws"). Titles always precede a name; references precede a number.
 _TITLE_END = re.compile(r"(?<![^\W_])(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep)\.$")
@@ -48,7 +59,8 @@ def split_sentences(document: Document) -> list[Sentence]:
     """Split every section into sentences; offsets survive abbreviations, decimals and quotes."""
     sentences: list[Sentence] = []
     for index, section in enumerate(document.sections):
-        for start, end in _blocks(document.text, section.start, section.end):
+        blocks = _blocks(document.text, section.start, section.end)
+        for (start, end), code in zip(blocks, _code_blocks(document.text, blocks), strict=True):
             block = document.text[start:end]
             # A source line is never an answer, nor is any sentence after its first full stop.
             source = _NOT_AN_ANSWER.match(block) is not None
@@ -64,7 +76,7 @@ def split_sentences(document: Document) -> list[Sentence]:
                         section=index,
                         start=start + a,
                         end=start + a + len(text),
-                        citable=not source and _is_citable(text),
+                        citable=not source and not code and _is_citable(text),
                     )
                 )
     return sentences
@@ -201,8 +213,50 @@ def only_source_lines(document: Document) -> bool:
 
 
 def _is_citable(sentence: str) -> bool:
-    """Source lines and fragments (such as a text cut off mid-sentence) are never answers."""
+    """Source lines and fragments (such as a text cut off mid-sentence, or a link alone) are never answers."""
     if _NOT_AN_ANSWER.match(sentence):
         return False
+    sentence = _URL.sub(" ", sentence)
     words = len(_WORD.findall(sentence)) + len(_HAN_CHARACTER.findall(sentence)) / CHARACTERS_PER_WORD
     return words >= _MIN_WORDS
+
+
+def indentation(text: str, offset: int) -> int:
+    """The indentation, in characters, of the line of `text` that holds `offset`."""
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", start)
+    line = text[start : len(text) if end < 0 else end]
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def prose_share(text: str) -> float:
+    """The share of the whitespace-separated words of `text` that read as prose: not a link, and no identifier
+    or expression ("d[key]", "__exit__()", "x=1"); Chinese text, written without spaces, reads as prose."""
+    words = text.split()
+    prose = 0
+    for word in words:
+        core = word.strip(_WORD_EDGES)
+        if _HAN_CHARACTER.search(core) or (
+            re.search(r"\w", core) and not _URL.match(core) and not _CODE_CHARACTER.search(core)
+        ):
+            prose += 1
+    return prose / len(words) if words else 0.0
+
+
+def _code_blocks(text: str, blocks: Sequence[tuple[int, int]]) -> list[bool]:
+    """Which of a section's blocks are code (see _CODE_MARK), judged by the whole lines they stand on."""
+    flags = []
+    for i, (start, end) in enumerate(blocks):
+        block = text[text.rfind("\n", 0, start) + 1 : end]
+        share = prose_share(block)
+        introduced = (
+            i > 0
+            and text[blocks[i - 1][0] : blocks[i - 1][1]].endswith(":")
+            and indentation(text, start) > indentation(text, blocks[i - 1][0])
+        )
+        flags.append(
+            _CODE_MARK.search(block) is not None
+            or share < _PROSE_SHARE
+            or (introduced and share < _INTRODUCED_PROSE_SHARE)
+        )
+    return flags

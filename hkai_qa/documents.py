@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from markdown_it import MarkdownIt
 
-from hkai_qa.chunking import only_source_lines
+from hkai_qa.chunking import indentation, only_source_lines
 from hkai_qa.errors import (
     CorpusNotFound,
     EmptyCorpus,
@@ -43,6 +43,20 @@ _NUMBERING = re.compile(r"^\s*(?:\(?(?:\d{1,3}|[ivxlcdm]{1,6}|[a-z])[.)]|\d{1,3}
 _SENTENCE_END = (".", "!", "?", ";", ",", "。", "！", "？")
 _MAX_HEADING_WORDS = 15
 _MAX_HEADING_CHARS = 120
+# A line of one punctuation mark repeated under (and perhaps over) a title: Markdown's setext headings and
+# reStructuredText's sections ("Definitions\n-----------"), common in READMEs, licences and exported docs.
+_UNDERLINE = re.compile(r"[ \t]*([=\-*~^#+`'\"_:.])\1{2,}[ \t]*")
+# A list item ("* constants defined to be false", "- item") is not a heading.
+_BULLET = re.compile(r"^\s*[*•·+\-–]\s")
+# A numbered heading in Title Case that ends in a full stop, alone on its line ("1. Definitions.") or run in
+# before its text ("2. Grant of Copyright License. Subject to ..."), as licences and contracts number their
+# clauses. Every word of four letters or more is capitalised, so a numbered step ("1. Preheat the oven.") is not.
+_NUMBERED_TITLE = re.compile(
+    r"^\s*(?:\d{1,3}(?:\.\d{1,3})*\.?|[IVXLC]{1,6}\.)\s+(?P<title>[A-Z][\w'’&/-]*(?:\s+[\w'’&/-]+){0,7})\.(?:\s|$)"
+)
+# Text indented less than this, under a line indented more than the text, is code or a quotation, not a
+# heading; a heading indented further is centred.
+_CENTRED = 8
 
 log = logging.getLogger("hkai_qa.documents")
 
@@ -283,25 +297,83 @@ def _blocks(text: str) -> list[tuple[int, int, int, int]]:
 
 
 def _heading_title(line: str) -> str | None:
-    """The title of a plain-text heading line, or None when the line reads as prose."""
+    """The title of a plain-text heading line, or None when the line reads as prose, a list item or a lead-in
+    to what follows ("The simple form, ..., is equivalent to:")."""
     stripped = line.strip()
     if len(stripped) > _MAX_HEADING_CHARS or len(stripped.split()) > _MAX_HEADING_WORDS:
         return None
-    if stripped.endswith(_SENTENCE_END) or not re.search(r"\w", stripped):
+    numbered = _numbered_title(stripped)
+    if numbered is not None and numbered[1] == len(stripped):
+        return numbered[0]
+    if stripped.endswith(_SENTENCE_END) or not re.search(r"\w", stripped) or _BULLET.match(stripped):
         return None
     title = _NUMBERING.sub("", stripped).rstrip(":").strip()
+    first_letter = re.search(r"[^\W\d_]", title)
+    if stripped.endswith(":") and ("," in title or (first_letter is not None and first_letter.group().islower())):
+        return None
     return title or None
 
 
+def _numbered_title(text: str) -> tuple[str, int] | None:
+    """A numbered Title Case heading that ends in a full stop, and the offset in `text` just after that stop."""
+    match = _NUMBERED_TITLE.match(text)
+    if match is None or any(w[0].islower() for w in match.group("title").split() if len(w) >= 4):
+        return None
+    return match.group("title"), match.end("title") + 1
+
+
+def _underlined_headings(text: str) -> list[Heading]:
+    """Titles underlined, or over- and underlined, with one repeated punctuation mark, each on a line of its
+    own after a blank line; levels follow the order in which the styles first appear, as in reStructuredText."""
+    lines: list[tuple[int, str]] = []  # (start offset, text) of every line
+    for line in text.split("\n"):
+        lines.append((lines[-1][0] + len(lines[-1][1]) + 1 if lines else 0, line))
+    styles: list[tuple[str, bool]] = []
+    headings: list[Heading] = []
+    for i in range(len(lines) - 1):
+        line = lines[i][1]
+        under = _UNDERLINE.fullmatch(lines[i + 1][1])
+        if under is None or not line.strip() or _UNDERLINE.fullmatch(line) or not re.search(r"\w", line):
+            continue
+        if len(line.strip()) > _MAX_HEADING_CHARS or len(line.split()) > _MAX_HEADING_WORDS:
+            continue
+        over = i > 0 and lines[i - 1][1].strip() == lines[i + 1][1].strip()
+        top = i - 1 if over else i
+        if top > 0 and lines[top - 1][1].strip():
+            continue  # the last line of a paragraph over a rule, not a title
+        style = (under.group(1), over)
+        if style not in styles:
+            styles.append(style)
+        title = _NUMBERING.sub("", line.strip()).strip() or line.strip()
+        body = lines[i + 1][0] + len(lines[i + 1][1]) + 1
+        headings.append((styles.index(style) + 1, title, lines[top][0], min(body, len(text))))
+    return headings
+
+
 def _plain_sections(text: str) -> tuple[str, list[_Span]]:
+    """Sections of plain text: underlined headings when the text has them, else lines that read as headings."""
+    underlined = _underlined_headings(text)
+    if underlined:
+        return _heading_sections(text, underlined)
     blocks = _blocks(text)
     titles = [_heading_title(text[b[0] : b[1]]) if b[2] == 1 else None for b in blocks]
+    # A numbered clause whose title runs into its text starts a section that holds its own first line.
+    run_in = [False] * len(blocks)
+    for i, block in enumerate(blocks):
+        clause = _numbered_title(text[block[0] : block[1]]) if titles[i] is None else None
+        if clause is not None:
+            titles[i], run_in[i] = clause[0], True
     doc_title = ""
     first = 0
-    if blocks and titles[0] and len(blocks) > 1:
+    if blocks and titles[0] and not run_in[0] and len(blocks) > 1:
         doc_title, first = titles[0] or "", 1
     headings = [
-        i >= first and titles[i] is not None and i + 1 < len(blocks) and titles[i + 1] is None
+        i >= first
+        and titles[i] is not None
+        and (
+            run_in[i]
+            or (i + 1 < len(blocks) and titles[i + 1] is None and not _indented_over(text, blocks[i], blocks[i + 1]))
+        )
         for i in range(len(blocks))
     ]
     last_heading = max((i for i, h in enumerate(headings) if h), default=len(blocks))
@@ -323,6 +395,9 @@ def _plain_sections(text: str) -> tuple[str, list[_Span]]:
         if is_heading or closing or current is None:
             if current is not None and body_end >= 0:
                 spans.append((current[0], (current[0],), current[1], body_end))
+            if is_heading and run_in[i]:
+                current, body_end = (titles[i] or "", start), end
+                continue
             if is_heading:
                 current, body_end = (titles[i] or "", blocks[i + 1][0]), -1
                 continue
@@ -332,6 +407,16 @@ def _plain_sections(text: str) -> tuple[str, list[_Span]]:
     if current is not None and body_end >= 0:
         spans.append((current[0], (current[0],), current[1], body_end))
     return doc_title, spans
+
+
+def _indented_over(text: str, line: tuple[int, int, int, int], body: tuple[int, int, int, int]) -> bool:
+    """A line indented further than the text after it, neither centred nor numbered ("  1. The Rise of AI:"
+    is a heading), is code or a quotation; a line ending in ":" over text indented further ("The following
+    code:") introduces that text."""
+    indent, body_indent = indentation(text, line[0]), indentation(text, body[0])
+    if text[line[0] : line[1]].endswith(":") and body_indent > indent:
+        return True
+    return body_indent < indent < _CENTRED and not _NUMBERING.match(text[line[0] : line[1]])
 
 
 def _trim(text: str, span: _Span) -> _Span:

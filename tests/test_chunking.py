@@ -272,3 +272,38 @@ def test_chinese_file_sentences_slice_exactly_and_lose_only_whitespace():
         "人才入境計劃。",
     ]
     assert all(s.citable for s in sentences)
+
+
+def _citable(text: str, source: str = "t.txt") -> list[tuple[str, bool]]:
+    document = parse_document("t", text, source)
+    return [(text[s.start : s.end], s.citable) for s in split_sentences(document)]
+
+
+def test_code_examples_grammar_rules_and_links_are_context_not_answers():
+    text = (
+        "Docs\n\nA class definition is executed once.\n\nThe following code:\n\n"
+        "   class Foo(object):\n       pass\n\n"
+        "is equivalent to the statement above.\n\n"
+        ">>> d = {'one': 1}\n>>> list(d)\n['one']\n\n"
+        'raise_stmt ::= "raise" [expression ["from" expression]]\n\n'
+        "http://www.apache.org/licenses/LICENSE-2.0\n\n"
+        "total = f(a)[0] + g(b)\n"
+    )
+    citable = [sentence for sentence, flag in _citable(text) if flag]
+    assert citable == ["A class definition is executed once.", "is equivalent to the statement above."]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Clauses of a licence indented under a lead-in stay answers.
+        "Terms\n\nEach of You must do as follows:\n\n    (a) give any other recipients a copy of this License; and\n",
+        # Prose that names code, numbers and amounts is prose.
+        'Notes\n\nThe clause "except*" handles an ExceptionGroup of 3 errors, costing HK$3 billion in 2024-25.\n',
+        # Chinese has no spaces between words, and ASCII brackets inside it are not code.
+        "筆記\n\n香港科技園公司(HKSTP)於2001年5月7日成立，支援超過一千間公司。\n",
+    ],
+)
+def test_prose_under_a_lead_in_or_naming_code_stays_citable(text: str):
+    last, citable = _citable(text)[-1]
+    assert citable, last

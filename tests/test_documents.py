@@ -374,3 +374,67 @@ def test_special_files_and_dangling_links_are_not_documents(tmp_path: Path):
     (tmp_path / "folder.md").mkdir()
     corpus = load_corpus(tmp_path)
     assert [d.id for d in corpus.documents] == ["real"] and corpus.skipped == ()
+
+
+def _titles(text: str, source: str = "d.txt") -> list[tuple[str, ...]]:
+    return [s.path for s in parse_document("d", text, source).sections]
+
+
+def test_underlined_plain_text_headings_give_levels_title_and_bodies():
+    # reStructuredText and Markdown setext style, as exported documentation and licences are written.
+    text = (
+        'The "try" statement\n*******************\n\nThe statement handles errors:\n\n   try: pass\n\n'
+        '"except" clause\n===============\n\nThe clause names handlers.\n\n'
+        '"finally" clause\n================\n\nThe clause always runs.\n'
+    )
+    document = parse_document("d", text, "d.txt")
+    assert document.title == 'The "try" statement'
+    assert [s.path for s in document.sections] == [
+        ('The "try" statement',),
+        ('The "try" statement', '"except" clause'),
+        ('The "try" statement', '"finally" clause'),
+    ]
+    assert [text[s.start : s.end] for s in document.sections][1:] == [
+        "The clause names handlers.",
+        "The clause always runs.",
+    ]
+
+
+def test_overlined_title_and_numbered_underlined_sections():
+    text = "=====\nGuide\n=====\n\nIntro words.\n\n1. Definitions\n--------------\n\nA term means a word.\n"
+    document = parse_document("d", text, "d.txt")
+    assert document.title == "Guide"
+    assert [s.path for s in document.sections] == [("Guide",), ("Guide", "Definitions")]
+
+
+def test_a_rule_under_a_paragraph_line_is_not_a_heading():
+    text = "Report\n\nThe first paragraph runs on\nand ends here.\n-----\n\nMore text follows.\n"
+    assert _titles(text) == [("Introduction",)]
+
+
+def test_numbered_clause_titles_alone_or_run_in_start_sections_but_numbered_steps_do_not():
+    text = (
+        "Licence\n\n   1. Definitions.\n\n      A term means a word.\n\n"
+        "   2. Grant of Copyright License. Each Contributor grants You a licence.\n\n"
+        "   3. Trademarks. This License grants no right to use trade names.\n\n"
+        "   4. Preheat the oven. Then bake the bread.\n"
+    )
+    document = parse_document("d", text, "d.txt")
+    assert [s.title for s in document.sections] == ["Definitions", "Grant of Copyright License", "Trademarks"]
+    # A run-in title's section holds the whole clause, title and all, so the first words stay citable.
+    assert text[document.sections[1].start : document.sections[1].end].lstrip().startswith("2. Grant of Copyright")
+    assert text[document.sections[2].start : document.sections[2].end].endswith("Then bake the bread.")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'The simple form, "assert expression", is equivalent to:',  # a lead-in, not a title
+        "is roughly equivalent to:",
+        "* constants defined to be false",  # a list item
+        '   global_stmt ::= "global" identifier',  # code, indented under the prose it illustrates
+    ],
+)
+def test_lead_ins_list_items_and_indented_code_lines_are_not_headings(line: str):
+    text = f"Notes\n\nOpening words here.\n\n{line}\n\nThe text after it.\n"
+    assert _titles(text) == [("Introduction",)]
