@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run build test lint typecheck pytest eval bench screenshots clean
+.PHONY: install run build test lint typecheck pytest eval eval-unseen bench screenshots clean
 
 install: $(STAMP)
 
@@ -48,6 +48,12 @@ test: lint typecheck pytest
 
 eval: install $(INDEX)/CURRENT
 	$(BIN)/hkai-qa eval --index $(INDEX)
+
+# The same eval on documents no weight or threshold was tuned on (benchmarks/unseen-corpus/README.md).
+UNSEEN := benchmarks/unseen-corpus
+eval-unseen: install
+	$(BIN)/hkai-qa build --corpus $(UNSEEN)/corpus --index $(UNSEEN)/index
+	$(BIN)/hkai-qa eval --questions $(UNSEEN)/questions.jsonl --index $(UNSEEN)/index
 
 # Benchmarks measure, tests check: timings live here, never in `make test`. Each script writes its own JSON
 # under benchmarks/results/. serve.py drives load with wrk when it is installed (Debian's package; installed
