@@ -18,17 +18,22 @@ _NOT_AN_ANSWER = re.compile(
     r"^\W*(?:sources?|references?|see also|資料來源|资料来源|來源|来源|參考資料|参考资料|另見|另见)\s*[:：]", re.I
 )
 _MIN_WORDS = 4
-# Code is context for retrieval, never an answer. Plain-text documentation marks examples with a prompt (">>> "),
-# writes grammar rules ("try_stmt ::= ...") and tracebacks, or indents an example under the paragraph that
-# introduces it ("... is equivalent to:"); a block made mostly of identifiers and symbols is code wherever it
-# stands. Over a corpus of Python documentation the multilingual model ranked such short texts first for
-# Chinese questions ("class Foo(object): pass" for "when is an object true?").
-_CODE_MARK = re.compile(r"^[ \t]*(?:>>>|\.\.\.[ \t]|\$[ \t])|::=|^[ \t]*Traceback \(most recent call last\)", re.M)
-_CODE_CHARACTER = re.compile(r"[=(){}\[\]<>_@#|\\`^~]")
-_URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S+", re.I)
+# Code is context for retrieval, never an answer. Plain-text documentation starts a console session with a
+# prompt (">>> "), writes grammar rules ("try_stmt ::= ..."), tracebacks and fenced blocks (```), and indents
+# an example under the paragraph that introduces it ("... is equivalent to:"); a paragraph made mostly of
+# expressions is code wherever it stands. Over a corpus of Python documentation the multilingual model ranked
+# such short texts first for Chinese questions ("class Foo(object): pass" for "when is an object true?").
+_CODE_MARK = re.compile(r"^[ \t]*(?:[\w-]+[ \t]*::=|Traceback \(most recent call last\)|```|~~~)", re.M)
+_PROMPT = re.compile(r"[ \t]*>>>(?:[ \t]|$)")
+_CODE_CHARACTER = re.compile(r"[=(){}\[\]<>|\\`^~]")
+_INLINE_CODE = re.compile(r"`[^`\n]+`")  # Markdown's `make test` names a thing in a sentence
+# A link: from its scheme (or "www."), never from inside a longer run of letters, to a space or Chinese text.
+_URL = re.compile(
+    r"(?<![\w+.-])(?:[a-z][a-z0-9+.-]*://|www\.)[^\s\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+", re.I
+)
 _WORD_EDGES = "\"'“”‘’()[]*,.;:!?"
-_PROSE_SHARE = 0.5  # of a block's words: below it, the block is code
-_INTRODUCED_PROSE_SHARE = 0.8  # the same for a block indented under a paragraph that ends with ":"
+_PROSE_SHARE = 0.5  # of a paragraph's words: below it, the paragraph is code
+_INTRODUCED_PROSE_SHARE = 0.8  # the same for a paragraph opening with a prompt, or indented under a lead-in
 # blingfire sometimes ends a sentence after a title ("... banks. Dr." | "Chan agreed.") or a reference
 # abbreviation ("see Cap." | "486 of the laws"). Titles always precede a name; references precede a number.
 _TITLE_END = re.compile(r"(?<![^\W_])(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep)\.$")
@@ -200,7 +205,8 @@ def _blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
         last_end = line_end
     if block_start >= 0:
         blocks.append((block_start, last_end))
-    return blocks
+    # A line that is only a marker (">" between quoted paragraphs, a lone "-") holds no text.
+    return [(a, b) for a, b in blocks if text[a:b].strip()]
 
 
 def only_source_lines(document: Document) -> bool:
@@ -213,10 +219,9 @@ def only_source_lines(document: Document) -> bool:
 
 
 def _is_citable(sentence: str) -> bool:
-    """Source lines and fragments (such as a text cut off mid-sentence, or a link alone) are never answers."""
-    if _NOT_AN_ANSWER.match(sentence):
+    """Source lines, links alone and fragments (such as a text cut off mid-sentence) are never answers."""
+    if _NOT_AN_ANSWER.match(sentence) or not re.search(r"[^\W_]", _URL.sub(" ", sentence)):
         return False
-    sentence = _URL.sub(" ", sentence)
     words = len(_WORD.findall(sentence)) + len(_HAN_CHARACTER.findall(sentence)) / CHARACTERS_PER_WORD
     return words >= _MIN_WORDS
 
@@ -230,33 +235,44 @@ def indentation(text: str, offset: int) -> int:
 
 
 def prose_share(text: str) -> float:
-    """The share of the whitespace-separated words of `text` that read as prose: not a link, and no identifier
-    or expression ("d[key]", "__exit__()", "x=1"); Chinese text, written without spaces, reads as prose."""
-    words = text.split()
-    prose = 0
-    for word in words:
+    """The share of the words of `text` that read as prose: not a link, and no expression ("d[key]",
+    "__exit__()", "x=1"). Inline Markdown code (`make test`) is a word, marks alone ("-", "|", "*") are no word,
+    and Chinese text, written without spaces, reads as prose."""
+    words = prose = 0
+    for word in _INLINE_CODE.sub("code", text).split():
         core = word.strip(_WORD_EDGES)
-        if _HAN_CHARACTER.search(core) or (
-            re.search(r"\w", core) and not _URL.match(core) and not _CODE_CHARACTER.search(core)
-        ):
+        if not re.search(r"\w", core):
+            continue
+        words += 1
+        if _HAN_CHARACTER.search(core) or not (_URL.match(core) or _CODE_CHARACTER.search(core)):
             prose += 1
-    return prose / len(words) if words else 0.0
+    return prose / words if words else 0.0
+
+
+def looks_like_code(paragraph: str, introduced: bool = False) -> bool:
+    """Whether a paragraph (with the indentation of its first line) is code: see _CODE_MARK. `introduced`: it
+    stands indented under a line that ends in ":"."""
+    share = prose_share(paragraph)
+    if _CODE_MARK.search(paragraph) or share < _PROSE_SHARE:
+        return True
+    return (introduced or _PROMPT.match(paragraph) is not None) and share < _INTRODUCED_PROSE_SHARE
+
+
+def introduced_by(text: str, start: int) -> bool:
+    """Whether the paragraph at `start` is indented under a line, the last before it, that ends in ":"."""
+    end = text.rfind("\n", 0, start)  # the end of the line before, then of the one before that, ...
+    while end >= 0:
+        line_start = text.rfind("\n", 0, end) + 1
+        previous = text[line_start:end]
+        if previous.strip():
+            indent = len(previous) - len(previous.lstrip(" \t"))
+            return previous.rstrip().endswith(":") and indentation(text, start) > indent
+        end = line_start - 1
+    return False
 
 
 def _code_blocks(text: str, blocks: Sequence[tuple[int, int]]) -> list[bool]:
-    """Which of a section's blocks are code (see _CODE_MARK), judged by the whole lines they stand on."""
-    flags = []
-    for i, (start, end) in enumerate(blocks):
-        block = text[text.rfind("\n", 0, start) + 1 : end]
-        share = prose_share(block)
-        introduced = (
-            i > 0
-            and text[blocks[i - 1][0] : blocks[i - 1][1]].endswith(":")
-            and indentation(text, start) > indentation(text, blocks[i - 1][0])
-        )
-        flags.append(
-            _CODE_MARK.search(block) is not None
-            or share < _PROSE_SHARE
-            or (introduced and share < _INTRODUCED_PROSE_SHARE)
-        )
-    return flags
+    """Which of a section's blocks are code, judged by the whole lines they stand on."""
+    return [
+        looks_like_code(text[text.rfind("\n", 0, start) + 1 : end], introduced_by(text, start)) for start, end in blocks
+    ]

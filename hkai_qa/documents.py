@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from markdown_it import MarkdownIt
 
-from hkai_qa.chunking import indentation, only_source_lines
+from hkai_qa.chunking import indentation, looks_like_code, only_source_lines
 from hkai_qa.errors import (
     CorpusNotFound,
     EmptyCorpus,
@@ -43,16 +43,23 @@ _NUMBERING = re.compile(r"^\s*(?:\(?(?:\d{1,3}|[ivxlcdm]{1,6}|[a-z])[.)]|\d{1,3}
 _SENTENCE_END = (".", "!", "?", ";", ",", "。", "！", "？")
 _MAX_HEADING_WORDS = 15
 _MAX_HEADING_CHARS = 120
-# A line of one punctuation mark repeated under (and perhaps over) a title: Markdown's setext headings and
-# reStructuredText's sections ("Definitions\n-----------"), common in READMEs, licences and exported docs.
-_UNDERLINE = re.compile(r"[ \t]*([=\-*~^#+`'\"_:.])\1{2,}[ \t]*")
+# A line of one mark repeated under (and perhaps over) a title: Markdown's setext headings and reStructuredText's
+# sections ("Definitions\n-----------"), as licences and exported documentation write them. Backquotes and
+# tildes would be code fences, underscores a form's blanks, dots an ellipsis, quotes a docstring.
+_UNDERLINE = re.compile(r"[ \t]*([=\-*^#+])\1{2,}[ \t]*")
+_COLUMNS = re.compile(r"\S[ \t]{3,}\S")  # "Currency     Rate": a table's header row, not a title
 # A list item ("* constants defined to be false", "- item") is not a heading.
 _BULLET = re.compile(r"^\s*[*•·+\-–]\s")
 # A numbered heading in Title Case that ends in a full stop, alone on its line ("1. Definitions.") or run in
 # before its text ("2. Grant of Copyright License. Subject to ..."), as licences and contracts number their
-# clauses. Every word of four letters or more is capitalised, so a numbered step ("1. Preheat the oven.") is not.
+# clauses. Every word of four letters or more is capitalised and there is one at least, so a numbered step
+# ("1. Preheat the oven.", "1. Go to bed.") is not; nor is an abbreviation or an initial ("1. Mr. Chan ...",
+# "2. No. 8 signal", "1. LeCun Y. Deep learning.").
 _NUMBERED_TITLE = re.compile(
-    r"^\s*(?:\d{1,3}(?:\.\d{1,3})*\.?|[IVXLC]{1,6}\.)\s+(?P<title>[A-Z][\w'’&/-]*(?:\s+[\w'’&/-]+){0,7})\.(?:\s|$)"
+    r"^\s*(?:\d{1,3}(?:\.\d{1,3})+\.?|\d{1,3}\.|[IVXLC]{1,6}\.)\s+(?P<title>[A-Z][\w'’&/-]*(?:\s+[\w'’&/-]+){0,7})\.(?:\s|$)"
+)
+_ABBREVIATION = re.compile(
+    r"(?:^|\s)(?:[A-Z]|Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep|No|Nos|Cap|Fig|Art|Sec|Vol)$"
 )
 # Text indented less than this, under a line indented more than the text, is code or a quotation, not a
 # heading; a heading indented further is centred.
@@ -309,54 +316,48 @@ def _heading_title(line: str) -> str | None:
         return None
     title = _NUMBERING.sub("", stripped).rstrip(":").strip()
     first_letter = re.search(r"[^\W\d_]", title)
-    if stripped.endswith(":") and ("," in title or (first_letter is not None and first_letter.group().islower())):
+    lowercase = first_letter is not None and first_letter.group().islower()
+    if stripped.endswith(":") and ("," in title or lowercase):
         return None
+    if lowercase and title != stripped:
+        return None  # a numbered list item ("2. check if the module has that name"), not a numbered heading
     return title or None
 
 
 def _numbered_title(text: str) -> tuple[str, int] | None:
     """A numbered Title Case heading that ends in a full stop, and the offset in `text` just after that stop."""
     match = _NUMBERED_TITLE.match(text)
-    if match is None or any(w[0].islower() for w in match.group("title").split() if len(w) >= 4):
+    if match is None or _ABBREVIATION.search(match.group("title")):
+        return None
+    long_words = [w for w in match.group("title").split() if len(w) >= 4]
+    if not long_words or any(w[0].islower() for w in long_words):
         return None
     return match.group("title"), match.end("title") + 1
 
 
-def _underlined_headings(text: str) -> list[Heading]:
-    """Titles underlined, or over- and underlined, with one repeated punctuation mark, each on a line of its
-    own after a blank line; levels follow the order in which the styles first appear, as in reStructuredText."""
-    lines: list[tuple[int, str]] = []  # (start offset, text) of every line
-    for line in text.split("\n"):
-        lines.append((lines[-1][0] + len(lines[-1][1]) + 1 if lines else 0, line))
-    styles: list[tuple[str, bool]] = []
-    headings: list[Heading] = []
-    for i in range(len(lines) - 1):
-        line = lines[i][1]
-        under = _UNDERLINE.fullmatch(lines[i + 1][1])
-        if under is None or not line.strip() or _UNDERLINE.fullmatch(line) or not re.search(r"\w", line):
-            continue
-        if len(line.strip()) > _MAX_HEADING_CHARS or len(line.split()) > _MAX_HEADING_WORDS:
-            continue
-        over = i > 0 and lines[i - 1][1].strip() == lines[i + 1][1].strip()
-        top = i - 1 if over else i
-        if top > 0 and lines[top - 1][1].strip():
-            continue  # the last line of a paragraph over a rule, not a title
-        style = (under.group(1), over)
-        if style not in styles:
-            styles.append(style)
-        title = _NUMBERING.sub("", line.strip()).strip() or line.strip()
-        body = lines[i + 1][0] + len(lines[i + 1][1]) + 1
-        headings.append((styles.index(style) + 1, title, lines[top][0], min(body, len(text))))
-    return headings
+def _underlined_title(block: str) -> str | None:
+    """The title of a block of a title line and an underline (and perhaps the same overline), or None."""
+    lines = block.split("\n")
+    if len(lines) not in (2, 3):
+        return None
+    title, under = lines[-2:]
+    if _UNDERLINE.fullmatch(under) is None or (len(lines) == 3 and lines[0].strip() != under.strip()):
+        return None
+    if len(under.strip()) < max(3, len(title.strip()) // 2) or _COLUMNS.search(title) or _UNDERLINE.fullmatch(title):
+        return None
+    return _heading_title(title)
 
 
 def _plain_sections(text: str) -> tuple[str, list[_Span]]:
     """Sections of plain text: underlined headings when the text has them, else lines that read as headings."""
-    underlined = _underlined_headings(text)
-    if underlined:
-        return _heading_sections(text, underlined)
     blocks = _blocks(text)
-    titles = [_heading_title(text[b[0] : b[1]]) if b[2] == 1 else None for b in blocks]
+    titles = [_heading_title(text[b[0] : b[1]]) if b[2] == 1 else _underlined_title(text[b[0] : b[1]]) for b in blocks]
+    if blocks and blocks[0][2] > 1 and titles[0] is not None:
+        # A text whose title is underlined underlines its headings too: there a short line standing alone is a
+        # term, a note or a lead-in ("len(d)", "Note", "is roughly equivalent to"), unless it is numbered.
+        for i, (start, end, lines, _) in enumerate(blocks):
+            if lines == 1 and not _NUMBERING.match(text[start:end]):
+                titles[i] = None
     # A numbered clause whose title runs into its text starts a section that holds its own first line.
     run_in = [False] * len(blocks)
     for i, block in enumerate(blocks):
@@ -411,11 +412,11 @@ def _plain_sections(text: str) -> tuple[str, list[_Span]]:
 
 def _indented_over(text: str, line: tuple[int, int, int, int], body: tuple[int, int, int, int]) -> bool:
     """A line indented further than the text after it, neither centred nor numbered ("  1. The Rise of AI:"
-    is a heading), is code or a quotation; a line ending in ":" over text indented further ("The following
-    code:") introduces that text."""
+    is a heading), is code or a quotation; a line ending in ":" over code indented further ("The following
+    code:") introduces that code."""
     indent, body_indent = indentation(text, line[0]), indentation(text, body[0])
     if text[line[0] : line[1]].endswith(":") and body_indent > indent:
-        return True
+        return looks_like_code(text[text.rfind("\n", 0, body[0]) + 1 : body[1]], introduced=True)
     return body_indent < indent < _CENTRED and not _NUMBERING.match(text[line[0] : line[1]])
 
 

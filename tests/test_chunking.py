@@ -302,8 +302,28 @@ def test_code_examples_grammar_rules_and_links_are_context_not_answers():
         'Notes\n\nThe clause "except*" handles an ExceptionGroup of 3 errors, costing HK$3 billion in 2024-25.\n',
         # Chinese has no spaces between words, and ASCII brackets inside it are not code.
         "筆記\n\n香港科技園公司(HKSTP)於2001年5月7日成立，支援超過一千間公司。\n",
+        "筆記\n\n市民可瀏覽www.gov.hk/renew了解詳情及網上續期。\n",
+        # Inline Markdown code names things in a sentence; a table's cells are words; links inside sentences count.
+        "Notes\n\nRun `make test` before `git push`, and set `max_tokens` in `hkai.toml`.\n",
+        "Notes\n\n| Service | Fee |\n|---|---|\n| Licence renewal | HK$300 |\n",
+        "Notes\n\nApply online at www.gov.hk/apply.\n",
+        # Notices indented under a lead-in, and quoted e-mail.
+        "Notes\n\nOpening hours:\n\n    Mon - Fri: 10am - 6pm, Sat 10am - 1pm\n",
+        "Notes\n\nFor enquiries, please contact:\n\n    Ms Chan - 2345 6789 / chan@hkai.org.hk\n",
+        "Notes\n\n>>> On Monday, John Chan wrote:\n>>> The budget meeting is moved to Thursday at 3pm.\n",
     ],
 )
 def test_prose_under_a_lead_in_or_naming_code_stays_citable(text: str):
     last, citable = _citable(text)[-1]
     assert citable, last
+
+
+def test_a_line_holding_only_a_quote_or_list_marker_is_skipped_not_a_crash():
+    text = "Mail\n\n> The meeting is at 3pm.\n>\n> Please confirm the room.\n\n-\n"
+    assert [sentence for sentence, _ in _citable(text)] == ["The meeting is at 3pm.", "Please confirm the room."]
+
+
+def test_a_long_run_of_letters_is_not_read_as_a_link():
+    # The link pattern starts only at the beginning of a run (before, it was tried at every letter of it).
+    sentence = "The sample sequence is " + "ACGT" * 5000 + " as reported."
+    assert _citable(f"Lab\n\n{sentence}\n") == [(sentence, True)]

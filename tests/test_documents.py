@@ -380,7 +380,7 @@ def _titles(text: str, source: str = "d.txt") -> list[tuple[str, ...]]:
     return [s.path for s in parse_document("d", text, source).sections]
 
 
-def test_underlined_plain_text_headings_give_levels_title_and_bodies():
+def test_underlined_plain_text_headings_give_the_title_and_sections():
     # reStructuredText and Markdown setext style, as exported documentation and licences are written.
     text = (
         'The "try" statement\n*******************\n\nThe statement handles errors:\n\n   try: pass\n\n'
@@ -389,14 +389,10 @@ def test_underlined_plain_text_headings_give_levels_title_and_bodies():
     )
     document = parse_document("d", text, "d.txt")
     assert document.title == 'The "try" statement'
-    assert [s.path for s in document.sections] == [
-        ('The "try" statement',),
-        ('The "try" statement', '"except" clause'),
-        ('The "try" statement', '"finally" clause'),
-    ]
-    assert [text[s.start : s.end] for s in document.sections][1:] == [
-        "The clause names handlers.",
-        "The clause always runs.",
+    assert [(s.title, text[s.start : s.end]) for s in document.sections] == [
+        ("Introduction", "The statement handles errors:\n\n   try: pass"),
+        ('"except" clause', "The clause names handlers."),
+        ('"finally" clause', "The clause always runs."),
     ]
 
 
@@ -404,7 +400,29 @@ def test_overlined_title_and_numbered_underlined_sections():
     text = "=====\nGuide\n=====\n\nIntro words.\n\n1. Definitions\n--------------\n\nA term means a word.\n"
     document = parse_document("d", text, "d.txt")
     assert document.title == "Guide"
-    assert [s.path for s in document.sections] == [("Guide",), ("Guide", "Definitions")]
+    assert [s.title for s in document.sections] == ["Introduction", "Definitions"]
+
+
+def test_underlined_and_plain_headings_mix():
+    text = "HKAI Guide\n==========\n\n1. Introduction\n\nThis guide explains how.\n\n2. Fees\n\nThe fee is HK$300.\n"
+    document = parse_document("d", text, "d.txt")
+    assert (document.title, [s.title for s in document.sections]) == ("HKAI Guide", ["Introduction", "Fees"])
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "```\npip install hkai-qa\n```",  # a code fence, not an over- and underline
+        "---\nNote: all prices include a 10% service charge.\n---",  # a sentence between rules
+        "She waited by the pier for her brother.\n...",
+        "-----\nCurrency     Rate\n-----",  # a table's header row
+        'def f():\n"""',
+    ],
+)
+def test_rules_fences_and_table_borders_do_not_make_headings(block: str):
+    text = f"Report Title\n\nOpening words here.\n\n{block}\n\nUsage\n\nRun it.\n"
+    document = parse_document("d", text, "d.txt")
+    assert (document.title, [s.title for s in document.sections]) == ("Report Title", ["Introduction", "Usage"])
 
 
 def test_a_rule_under_a_paragraph_line_is_not_a_heading():
@@ -417,13 +435,15 @@ def test_numbered_clause_titles_alone_or_run_in_start_sections_but_numbered_step
         "Licence\n\n   1. Definitions.\n\n      A term means a word.\n\n"
         "   2. Grant of Copyright License. Each Contributor grants You a licence.\n\n"
         "   3. Trademarks. This License grants no right to use trade names.\n\n"
-        "   4. Preheat the oven. Then bake the bread.\n"
+        "   4. Preheat the oven. Then bake the bread.\n\n"
+        "   5. Mr. Chan opened the meeting. 6. No. 8 signal was hoisted.\n\n"
+        "   7. LeCun Y. Deep learning. Nature.\n\n   8. Go to bed.\n\n   100 Days. That is how long it took.\n"
     )
     document = parse_document("d", text, "d.txt")
     assert [s.title for s in document.sections] == ["Definitions", "Grant of Copyright License", "Trademarks"]
     # A run-in title's section holds the whole clause, title and all, so the first words stay citable.
     assert text[document.sections[1].start : document.sections[1].end].lstrip().startswith("2. Grant of Copyright")
-    assert text[document.sections[2].start : document.sections[2].end].endswith("Then bake the bread.")
+    assert text[document.sections[2].start : document.sections[2].end].endswith("That is how long it took.")
 
 
 @pytest.mark.parametrize(
@@ -438,3 +458,16 @@ def test_numbered_clause_titles_alone_or_run_in_start_sections_but_numbered_step
 def test_lead_ins_list_items_and_indented_code_lines_are_not_headings(line: str):
     text = f"Notes\n\nOpening words here.\n\n{line}\n\nThe text after it.\n"
     assert _titles(text) == [("Introduction",)]
+
+
+def test_under_an_underlined_title_only_underlined_and_numbered_lines_are_headings():
+    # Python's help() pages and the MPL: terms, notes and lead-ins stand alone on a line between paragraphs.
+    text = (
+        "Mapping Types\n*************\n\nA mapping maps keys to values.\n\nlen(d)\n\n   Return the number of items.\n\n"
+        "Note\n\n   Views are dynamic.\n\n1. Steps\n\nThe import runs in steps.\n\n"
+        "2. check if the module has that name\n\nIf not, it fails.\n\nDictionary views\n================\n\n"
+        "A view reflects changes.\n"
+    )
+    document = parse_document("d", text, "d.txt")
+    assert document.title == "Mapping Types"
+    assert [s.title for s in document.sections] == ["Introduction", "Steps", "Dictionary views"]
