@@ -31,6 +31,8 @@ _INLINE_CODE = re.compile(r"`[^`\n]+`")  # Markdown's `make test` names a thing 
 _URL = re.compile(
     r"(?<![\w+.-])(?:[a-z][a-z0-9+.-]*://|www\.)[^\s\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+", re.I
 )
+_OPERATOR = re.compile(r"[=<>!]=|[-=]>|<-|:=|\+=|-=|=")
+_PROSE_END = (".", "!", "?", ":", ";", "。", "！", "？", "：")
 _WORD_EDGES = "\"'“”‘’()[]*,.;:!?"
 _PROSE_SHARE = 0.5  # of a paragraph's words: below it, the paragraph is code
 _INTRODUCED_PROSE_SHARE = 0.8  # the same for a paragraph opening with a prompt, or indented under a lead-in
@@ -236,11 +238,14 @@ def indentation(text: str, offset: int) -> int:
 
 def prose_share(text: str) -> float:
     """The share of the words of `text` that read as prose: not a link, and no expression ("d[key]",
-    "__exit__()", "x=1"). Inline Markdown code (`make test`) is a word, marks alone ("-", "|", "*") are no word,
-    and Chinese text, written without spaces, reads as prose."""
+    "__exit__()", "x=1"). Inline Markdown code (`make test`) is a word, an operator ("==", "<=") a word of
+    code, other marks alone ("-", "|", "*") no word, and Chinese text, written without spaces, reads as prose."""
     words = prose = 0
     for word in _INLINE_CODE.sub("code", text).split():
         core = word.strip(_WORD_EDGES)
+        if _OPERATOR.fullmatch(core):
+            words += 1
+            continue
         if not re.search(r"\w", core):
             continue
         words += 1
@@ -255,6 +260,8 @@ def looks_like_code(paragraph: str, introduced: bool = False) -> bool:
     share = prose_share(paragraph)
     if _CODE_MARK.search(paragraph) or share < _PROSE_SHARE:
         return True
+    if _PROMPT.match(paragraph) is not None and not paragraph.rstrip().endswith(_PROSE_END):
+        return True  # a console session ends with what it printed, a quoted e-mail with a full stop
     return (introduced or _PROMPT.match(paragraph) is not None) and share < _INTRODUCED_PROSE_SHARE
 
 

@@ -287,7 +287,8 @@ def test_code_examples_grammar_rules_and_links_are_context_not_answers():
         ">>> d = {'one': 1}\n>>> list(d)\n['one']\n\n"
         'raise_stmt ::= "raise" [expression ["from" expression]]\n\n'
         "http://www.apache.org/licenses/LICENSE-2.0\n\n"
-        "total = f(a)[0] + g(b)\n"
+        "total = f(a)[0] + g(b)\n\n"
+        ">>> a == b == c\n    True\n"
     )
     citable = [sentence for sentence, flag in _citable(text) if flag]
     assert citable == ["A class definition is executed once.", "is equivalent to the statement above."]
