@@ -11,13 +11,15 @@ import pytest
 
 from hkai_qa.building import build_index
 from hkai_qa.config import Settings
+from hkai_qa.documents import load_corpus
 from hkai_qa.errors import InvalidRequest
 from hkai_qa.evaluation import MODES, Outcome, fit_calibration, is_correct, report, run
 from hkai_qa.index import CALIBRATION_FEATURES
 from hkai_qa.questions import Question, load_questions
 from hkai_qa.service import QAService
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +219,23 @@ def test_question_files_name_their_language_or_are_english(tmp_path: Path):
     ]
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
     assert [q.language for q in load_questions(path)] == ["en", "zh"]
+
+
+@pytest.mark.parametrize(
+    ("corpus", "questions"),
+    [
+        (ROOT / "corpus", ROOT / "tests" / "eval" / "questions.jsonl"),
+        (ROOT / "benchmarks" / "unseen-corpus" / "corpus", ROOT / "benchmarks" / "unseen-corpus" / "questions.jsonl"),
+    ],
+    ids=["our-eval", "unseen-corpus"],
+)
+def test_eval_questions_name_real_sections_holding_their_gold_phrases(corpus: Path, questions: Path):
+    """`make eval` and `make eval-unseen` score section hits by title: a change in how documents are read must
+    not leave a question naming a section that no longer holds its gold phrase."""
+    documents = {d.id: d for d in load_corpus(corpus).documents}
+    for question in load_questions(questions):
+        if not question.answerable:
+            continue
+        document = documents[question.document_id or ""]
+        sections = [s for s in document.sections if s.title == question.section]
+        assert any((question.gold or "") in document.text[s.start : s.end] for s in sections), question.id
