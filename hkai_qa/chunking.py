@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 
 import blingfire
+from markdown_it import MarkdownIt
 
 from hkai_qa.languages import CHARACTERS_PER_WORD
 from hkai_qa.types import Chunk, Document, Sentence
@@ -65,9 +66,10 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 def split_sentences(document: Document) -> list[Sentence]:
     """Split every section into sentences; offsets survive abbreviations, decimals and quotes."""
     sentences: list[Sentence] = []
+    fenced = _markdown_code(document)
     for index, section in enumerate(document.sections):
         blocks = _blocks(document.text, section.start, section.end)
-        for (start, end), code in zip(blocks, _code_blocks(document.text, blocks), strict=True):
+        for (start, end), code in zip(blocks, _code_blocks(document.text, blocks, fenced), strict=True):
             block = document.text[start:end]
             # A source line is never an answer, nor is any sentence after its first full stop.
             source = _NOT_AN_ANSWER.match(block) is not None
@@ -278,8 +280,26 @@ def introduced_by(text: str, start: int) -> bool:
     return False
 
 
-def _code_blocks(text: str, blocks: Sequence[tuple[int, int]]) -> list[bool]:
-    """Which of a section's blocks are code, judged by the whole lines they stand on."""
+def _code_blocks(text: str, blocks: Sequence[tuple[int, int]], fenced: Sequence[tuple[int, int]]) -> list[bool]:
+    """Which of a section's blocks are code: inside a Markdown code block, or judged by the lines they stand on."""
     return [
-        looks_like_code(text[text.rfind("\n", 0, start) + 1 : end], introduced_by(text, start)) for start, end in blocks
+        any(a < end and start < b for a, b in fenced)
+        or looks_like_code(text[text.rfind("\n", 0, start) + 1 : end], introduced_by(text, start))
+        for start, end in blocks
+    ]
+
+
+_MARKDOWN_SOURCES = (".md", ".markdown")
+
+
+def _markdown_code(document: Document) -> list[tuple[int, int]]:
+    """The spans of a Markdown document's fenced and indented code blocks, as markdown-it reads them (a blank
+    line inside a fence does not end it)."""
+    if not document.source.lower().endswith(_MARKDOWN_SOURCES):
+        return []
+    lines = [0, *(m.end() for m in re.finditer("\n", document.text)), len(document.text)]
+    return [
+        (lines[token.map[0]], lines[min(token.map[1], len(lines) - 1)])
+        for token in MarkdownIt("commonmark").parse(document.text)
+        if token.type in ("fence", "code_block") and token.map
     ]

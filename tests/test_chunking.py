@@ -328,3 +328,17 @@ def test_a_long_run_of_letters_is_not_read_as_a_link():
     # The link pattern starts only at the beginning of a run (before, it was tried at every letter of it).
     sentence = "The sample sequence is " + "ACGT" * 5000 + " as reported."
     assert _citable(f"Lab\n\n{sentence}\n") == [(sentence, True)]
+
+
+def test_markdown_code_blocks_are_code_even_where_a_line_reads_as_prose():
+    # markdown-it knows where a fence ends: a blank line inside it does not, and the text after it is still code.
+    text = (
+        "# Guide\n\nInstall the package before you start.\n\n```text\n$ hkai-qa ask\n\n"
+        "The documents say the lab opened in 2001.\n\nanswered at 0.91\n```\n\n"
+        "    an indented block of sample output text\n\n"
+        "Then open the page in a browser.\n"
+    )
+    assert [sentence for sentence, citable in _citable(text, "guide.md") if citable] == [
+        "Install the package before you start.",
+        "Then open the page in a browser.",
+    ]
