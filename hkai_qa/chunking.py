@@ -7,36 +7,18 @@ import re
 from collections.abc import Callable, Sequence
 
 import blingfire
-from markdown_it import MarkdownIt
 
+from hkai_qa.code_blocks import LINK, code_paragraphs
 from hkai_qa.languages import CHARACTERS_PER_WORD
 from hkai_qa.types import Chunk, Document, Sentence
 
 # A line that starts one of these begins a new block even without a blank line before it.
 _BLOCK_START = re.compile(r"^[ \t]*(?:[-*+][ \t]+|\d{1,3}[.)][ \t]+|>[ \t]*|sources?:)", re.I)
-_LIST_MARKER = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)]|>)[ \t]*")
+_LIST_MARKER = re.compile(r"^[ \t]*(?:[-*+]|\d{1,3}[.)]|(?:>[ \t]*)+)[ \t]*")  # "> > quoted twice" too
 _NOT_AN_ANSWER = re.compile(
     r"^\W*(?:sources?|references?|see also|資料來源|资料来源|來源|来源|參考資料|参考资料|另見|另见)\s*[:：]", re.I
 )
 _MIN_WORDS = 4
-# Code is context for retrieval, never an answer. Plain-text documentation starts a console session with a
-# prompt (">>> "), writes grammar rules ("try_stmt ::= ..."), tracebacks and fenced blocks (```), and indents
-# an example under the paragraph that introduces it ("... is equivalent to:"); a paragraph made mostly of
-# expressions is code wherever it stands. Over a corpus of Python documentation the multilingual model ranked
-# such short texts first for Chinese questions ("class Foo(object): pass" for "when is an object true?").
-_CODE_MARK = re.compile(r"^[ \t]*(?:[\w-]+[ \t]*::=|Traceback \(most recent call last\)|```|~~~)", re.M)
-_PROMPT = re.compile(r"[ \t]*>>>(?:[ \t]|$)")
-_CODE_CHARACTER = re.compile(r"[=(){}\[\]<>|\\`^~]")
-_INLINE_CODE = re.compile(r"`[^`\n]+`")  # Markdown's `make test` names a thing in a sentence
-# A link: from its scheme (or "www."), never from inside a longer run of letters, to a space or Chinese text.
-_URL = re.compile(
-    r"(?<![\w+.-])(?:[a-z][a-z0-9+.-]*://|www\.)[^\s\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+", re.I
-)
-_OPERATOR = re.compile(r"[=<>!]=|[-=]>|<-|:=|\+=|-=|=")
-_PROSE_END = (".", "!", "?", ":", ";", "。", "！", "？", "：")
-_WORD_EDGES = "\"'“”‘’()[]*,.;:!?"
-_PROSE_SHARE = 0.5  # of a paragraph's words: below it, the paragraph is code
-_INTRODUCED_PROSE_SHARE = 0.8  # the same for a paragraph opening with a prompt, or indented under a lead-in
 # blingfire sometimes ends a sentence after a title ("... banks. Dr." | "Chan agreed.") or a reference
 # abbreviation ("see Cap." | "486 of the laws"). Titles always precede a name; references precede a number.
 _TITLE_END = re.compile(r"(?<![^\W_])(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep)\.$")
@@ -66,10 +48,9 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 def split_sentences(document: Document) -> list[Sentence]:
     """Split every section into sentences; offsets survive abbreviations, decimals and quotes."""
     sentences: list[Sentence] = []
-    fenced = _markdown_code(document)
     for index, section in enumerate(document.sections):
         blocks = _blocks(document.text, section.start, section.end)
-        for (start, end), code in zip(blocks, _code_blocks(document.text, blocks, fenced), strict=True):
+        for (start, end), code in zip(blocks, code_paragraphs(document.text, blocks, document.source), strict=True):
             block = document.text[start:end]
             # A source line is never an answer, nor is any sentence after its first full stop.
             source = _NOT_AN_ANSWER.match(block) is not None
@@ -224,82 +205,7 @@ def only_source_lines(document: Document) -> bool:
 
 def _is_citable(sentence: str) -> bool:
     """Source lines, links alone and fragments (such as a text cut off mid-sentence) are never answers."""
-    if _NOT_AN_ANSWER.match(sentence) or not re.search(r"[^\W_]", _URL.sub(" ", sentence)):
+    if _NOT_AN_ANSWER.match(sentence) or not re.search(r"[^\W_]", LINK.sub(" ", sentence)):
         return False
     words = len(_WORD.findall(sentence)) + len(_HAN_CHARACTER.findall(sentence)) / CHARACTERS_PER_WORD
     return words >= _MIN_WORDS
-
-
-def indentation(text: str, offset: int) -> int:
-    """The indentation, in characters, of the line of `text` that holds `offset`."""
-    start = text.rfind("\n", 0, offset) + 1
-    end = text.find("\n", start)
-    line = text[start : len(text) if end < 0 else end]
-    return len(line) - len(line.lstrip(" \t"))
-
-
-def prose_share(text: str) -> float:
-    """The share of the words of `text` that read as prose: not a link, and no expression ("d[key]",
-    "__exit__()", "x=1"). Inline Markdown code (`make test`) is a word, an operator ("==", "<=") a word of
-    code, other marks alone ("-", "|", "*") no word, and Chinese text, written without spaces, reads as prose."""
-    words = prose = 0
-    for word in _INLINE_CODE.sub("code", text).split():
-        core = word.strip(_WORD_EDGES)
-        if _OPERATOR.fullmatch(core):
-            words += 1
-            continue
-        if not re.search(r"\w", core):
-            continue
-        words += 1
-        if _HAN_CHARACTER.search(core) or not (_URL.match(core) or _CODE_CHARACTER.search(core)):
-            prose += 1
-    return prose / words if words else 0.0
-
-
-def looks_like_code(paragraph: str, introduced: bool = False) -> bool:
-    """Whether a paragraph (with the indentation of its first line) is code: see _CODE_MARK. `introduced`: it
-    stands indented under a line that ends in ":"."""
-    share = prose_share(paragraph)
-    if _CODE_MARK.search(paragraph) or share < _PROSE_SHARE:
-        return True
-    if _PROMPT.match(paragraph) is not None and not paragraph.rstrip().endswith(_PROSE_END):
-        return True  # a console session ends with what it printed, a quoted e-mail with a full stop
-    return (introduced or _PROMPT.match(paragraph) is not None) and share < _INTRODUCED_PROSE_SHARE
-
-
-def introduced_by(text: str, start: int) -> bool:
-    """Whether the paragraph at `start` is indented under a line, the last before it, that ends in ":"."""
-    end = text.rfind("\n", 0, start)  # the end of the line before, then of the one before that, ...
-    while end >= 0:
-        line_start = text.rfind("\n", 0, end) + 1
-        previous = text[line_start:end]
-        if previous.strip():
-            indent = len(previous) - len(previous.lstrip(" \t"))
-            return previous.rstrip().endswith(":") and indentation(text, start) > indent
-        end = line_start - 1
-    return False
-
-
-def _code_blocks(text: str, blocks: Sequence[tuple[int, int]], fenced: Sequence[tuple[int, int]]) -> list[bool]:
-    """Which of a section's blocks are code: inside a Markdown code block, or judged by the lines they stand on."""
-    return [
-        any(a < end and start < b for a, b in fenced)
-        or looks_like_code(text[text.rfind("\n", 0, start) + 1 : end], introduced_by(text, start))
-        for start, end in blocks
-    ]
-
-
-_MARKDOWN_SOURCES = (".md", ".markdown")
-
-
-def _markdown_code(document: Document) -> list[tuple[int, int]]:
-    """The spans of a Markdown document's fenced and indented code blocks, as markdown-it reads them (a blank
-    line inside a fence does not end it)."""
-    if not document.source.lower().endswith(_MARKDOWN_SOURCES):
-        return []
-    lines = [0, *(m.end() for m in re.finditer("\n", document.text)), len(document.text)]
-    return [
-        (lines[token.map[0]], lines[min(token.map[1], len(lines) - 1)])
-        for token in MarkdownIt("commonmark").parse(document.text)
-        if token.type in ("fence", "code_block") and token.map
-    ]

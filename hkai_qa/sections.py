@@ -9,15 +9,13 @@ import statistics
 
 from markdown_it import MarkdownIt
 
-from hkai_qa.chunking import indentation, looks_like_code
+from hkai_qa.code_blocks import NUMBERING, indentation, introduced_by, line_start, looks_like_code
 from hkai_qa.formats import Heading
 from hkai_qa.types import Section
 
 INTRODUCTION = "Introduction"
 CONCLUSION = "Conclusion"
 
-# "1.", "1)", "(a)", "IV.", "A." before a plain-text heading; the numbering is not part of the title.
-_NUMBERING = re.compile(r"^\s*(?:\(?(?:\d{1,3}|[ivxlcdm]{1,6}|[a-z])[.)]|\d{1,3}(?:\.\d{1,3})+\.?)\s+", re.I)
 _SENTENCE_END = (".", "!", "?", ";", ",", "。", "！", "？")
 _MAX_HEADING_WORDS = 15
 _MAX_HEADING_CHARS = 120
@@ -39,8 +37,8 @@ _NUMBERED_TITLE = re.compile(
 _ABBREVIATION = re.compile(
     r"(?:^|\s)(?:[A-Z]|Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|Rev|Hon|Gov|Sen|Rep|No|Nos|Cap|Fig|Art|Sec|Vol)$"
 )
-# Text indented less than this, under a line indented more than the text, is code or a quotation, not a
-# heading; a heading indented further is centred.
+# A heading candidate indented more than the paragraph after it is code or a quotation, unless it is indented
+# this far or more: then it is centred.
 _CENTRED = 8
 
 
@@ -105,9 +103,12 @@ def _heading_spans(text: str, headings: list[Heading]) -> tuple[str, list[_Span]
     return title, [_trim(text, span) for span in spans]
 
 
-def _blocks(text: str) -> list[tuple[int, int, int, int]]:
+_Block = tuple[int, int, int, int]  # start, end, number of lines, blank lines before
+
+
+def _blocks(text: str) -> list[_Block]:
     """Runs of non-blank lines: (start, end, number of lines, blank lines before)."""
-    blocks: list[tuple[int, int, int, int]] = []
+    blocks: list[_Block] = []
     blank = 0
     start = end = -1
     count = 0
@@ -140,7 +141,7 @@ def _heading_title(line: str) -> str | None:
         return numbered[0]
     if stripped.endswith(_SENTENCE_END) or not re.search(r"\w", stripped) or _BULLET.match(stripped):
         return None
-    title = _NUMBERING.sub("", stripped).rstrip(":").strip()
+    title = NUMBERING.sub("", stripped).rstrip(":").strip()
     first_letter = re.search(r"[^\W\d_]", title)
     lowercase = first_letter is not None and first_letter.group().islower()
     if stripped.endswith(":") and ("," in title or lowercase):
@@ -175,19 +176,25 @@ def _underlined_title(block: str) -> str | None:
 
 
 def _plain_spans(text: str) -> tuple[str, list[_Span]]:
-    """Sections of plain text: underlined headings when the text has them, else lines that read as headings."""
-    blocks = _blocks(text)
+    """Sections of plain text: headings are lines that read as titles, standing alone or underlined, and
+    numbered clause titles."""
+    blocks = _split_underlined(text, _blocks(text))
     titles = [_heading_title(text[b[0] : b[1]]) if b[2] == 1 else _underlined_title(text[b[0] : b[1]]) for b in blocks]
     if blocks and blocks[0][2] > 1 and titles[0] is not None:
         # A text whose title is underlined underlines its headings too: there a short line standing alone is a
         # term, a note or a lead-in ("len(d)", "Note", "is roughly equivalent to"), unless it is numbered.
         for i, (start, end, lines, _) in enumerate(blocks):
-            if lines == 1 and not _NUMBERING.match(text[start:end]):
+            if lines == 1 and not NUMBERING.match(text[start:end]):
                 titles[i] = None
-    # A numbered clause whose title runs into its text starts a section that holds its own first line.
+    # A numbered clause whose title runs into its text starts a section that holds its own first line, in a text
+    # shaped like a licence: one with a clause title alone on its line ("1. Definitions.") or an underlined
+    # one. Elsewhere "1. Open Settings. Then tap the network name." is a step.
     run_in = [False] * len(blocks)
+    clause_titles = any(
+        t is not None and (b[2] > 1 or _numbered_title(text[b[0] : b[1]])) for b, t in zip(blocks, titles, strict=True)
+    )
     for i, block in enumerate(blocks):
-        clause = _numbered_title(text[block[0] : block[1]]) if titles[i] is None else None
+        clause = _numbered_title(text[block[0] : block[1]]) if titles[i] is None and clause_titles else None
         if clause is not None:
             titles[i], run_in[i] = clause[0], True
     doc_title = ""
@@ -199,7 +206,12 @@ def _plain_spans(text: str) -> tuple[str, list[_Span]]:
         and titles[i] is not None
         and (
             run_in[i]
-            or (i + 1 < len(blocks) and titles[i + 1] is None and not _indented_over(text, blocks[i], blocks[i + 1]))
+            or (
+                i + 1 < len(blocks)
+                and titles[i + 1] is None
+                and not _indented_over(text, blocks[i], blocks[i + 1])
+                and not _leads_into_code(text, blocks[i + 1])
+            )
         )
         for i in range(len(blocks))
     ]
@@ -236,14 +248,30 @@ def _plain_spans(text: str) -> tuple[str, list[_Span]]:
     return doc_title, spans
 
 
-def _indented_over(text: str, line: tuple[int, int, int, int], body: tuple[int, int, int, int]) -> bool:
-    """A line indented further than the text after it, neither centred nor numbered ("  1. The Rise of AI:"
-    is a heading), is code or a quotation; a line ending in ":" over code indented further ("The following
-    code:") introduces that code."""
-    indent, body_indent = indentation(text, line[0]), indentation(text, body[0])
-    if text[line[0] : line[1]].endswith(":") and body_indent > indent:
-        return looks_like_code(text[text.rfind("\n", 0, body[0]) + 1 : body[1]], introduced=True)
-    return body_indent < indent < _CENTRED and not _NUMBERING.match(text[line[0] : line[1]])
+def _indented_over(text: str, line: _Block, body: _Block) -> bool:
+    """A line indented further than the paragraph after it, neither centred nor numbered ("  1. The Rise of AI:"
+    is a heading), is code or a quotation."""
+    indent = indentation(text, line[0])
+    return indentation(text, body[0]) < indent < _CENTRED and not NUMBERING.match(text[line[0] : line[1]])
+
+
+def _leads_into_code(text: str, body: _Block) -> bool:
+    """Whether the line before `body` ends in ":" over code indented further ("The following code:")."""
+    return introduced_by(text, body[0]) and looks_like_code(text[line_start(text, body[0]) : body[1]], introduced=True)
+
+
+def _split_underlined(text: str, blocks: list[_Block]) -> list[_Block]:
+    """A title and its underline stand apart from a paragraph that follows them at once ("Definitions\n-----\n
+    A term means ..."), as Markdown and reStructuredText allow."""
+    split: list[_Block] = []
+    for start, end, lines, gap in blocks:
+        first = text.find("\n", start)
+        second = text.find("\n", first + 1)
+        if lines > 2 and _underlined_title(text[start:second]) is not None:
+            split.extend([(start, second, 2, gap), (second + 1, end, lines - 2, 0)])
+        else:
+            split.append((start, end, lines, gap))
+    return split
 
 
 def _trim(text: str, span: _Span) -> _Span:

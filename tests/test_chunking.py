@@ -324,21 +324,22 @@ def test_a_line_holding_only_a_quote_or_list_marker_is_skipped_not_a_crash():
     assert [sentence for sentence, _ in _citable(text)] == ["The meeting is at 3pm.", "Please confirm the room."]
 
 
-def test_a_long_run_of_letters_is_not_read_as_a_link():
-    # The link pattern starts only at the beginning of a run (before, it was tried at every letter of it).
-    sentence = "The sample sequence is " + "ACGT" * 5000 + " as reported."
-    assert _citable(f"Lab\n\n{sentence}\n") == [(sentence, True)]
+@pytest.mark.parametrize("quote", [">>> ", "> > ", ">> "])
+def test_quoted_e_mail_keeps_its_text_without_the_quote_marks(quote: str):
+    text = f"Notes\n\n{quote}On Monday, John Chan wrote:\n{quote}The budget meeting is moved to Thursday at 3pm.\n"
+    assert _citable(text)[-1] == ("The budget meeting is moved to Thursday at 3pm.", True)
 
 
-def test_markdown_code_blocks_are_code_even_where_a_line_reads_as_prose():
-    # markdown-it knows where a fence ends: a blank line inside it does not, and the text after it is still code.
-    text = (
-        "# Guide\n\nInstall the package before you start.\n\n```text\n$ hkai-qa ask\n\n"
-        "The documents say the lab opened in 2001.\n\nanswered at 0.91\n```\n\n"
-        "    an indented block of sample output text\n\n"
-        "Then open the page in a browser.\n"
-    )
-    assert [sentence for sentence, citable in _citable(text, "guide.md") if citable] == [
-        "Install the package before you start.",
-        "Then open the page in a browser.",
-    ]
+def test_a_numbered_heading_ending_in_a_colon_heads_its_clause_which_stays_an_answer():
+    clause = "Subject to sections 3(a), 4(b) and 5(c), You may copy the Work."
+    text = f"Licence\n\nTerms apply to all users here.\n\n1. Redistribution:\n\n   {clause}\n"
+    document = parse_document("t", text, "t.txt")
+    assert [s.title for s in document.sections] == ["Introduction", "Redistribution"]
+    assert _citable(text)[-1] == (clause, True)
+
+
+@pytest.mark.parametrize("indent", ["\t", " " * 8])
+def test_code_indented_by_a_tab_is_code_as_when_indented_by_spaces(indent: str):
+    lead_in = "    The simple form is equivalent to:"
+    text = f"Title\n\nIntro text is written here.\n\n{lead_in}\n\n{indent}class Foo(object): pass\n"
+    assert _citable(text)[-1] == ("class Foo(object): pass", False)

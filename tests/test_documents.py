@@ -412,17 +412,36 @@ def test_underlined_and_plain_headings_mix():
 @pytest.mark.parametrize(
     "block",
     [
-        "```\npip install hkai-qa\n```",  # a code fence, not an over- and underline
-        "---\nNote: all prices include a 10% service charge.\n---",  # a sentence between rules
-        "She waited by the pier for her brother.\n...",
-        "-----\nCurrency     Rate\n-----",  # a table's header row
-        'def f():\n"""',
+        "```````````````````\npip install hkai-qa\n```````````````````",  # a code fence, not an over- and underline
+        "~~~~~~~~~~~~~~~~~~~\npip install hkai-qa\n~~~~~~~~~~~~~~~~~~~",
+        "She waited by the pier for her brother\n.......................................",
+        "Currency     Rate\n-----------------",  # a table's header row
+        "Signed by the tenant\n____________________",  # a form's blank
+        "=========\nThe Title\n---------",  # an overline that is not the underline
+        "one line of the body,\nover a rule\n===========",  # the last line of a paragraph
     ],
 )
-def test_rules_fences_and_table_borders_do_not_make_headings(block: str):
-    text = f"Report Title\n\nOpening words here.\n\n{block}\n\nUsage\n\nRun it.\n"
+def test_rules_fences_blanks_and_table_borders_do_not_make_headings(block: str):
+    text = f"Report Title\n\nOpening words here.\n\n{block}\n\nThe text that follows runs on.\n"
     document = parse_document("d", text, "d.txt")
-    assert (document.title, [s.title for s in document.sections]) == ("Report Title", ["Introduction", "Usage"])
+    assert (document.title, [s.title for s in document.sections]) == ("Report Title", ["Introduction"])
+
+
+def test_an_underlined_title_followed_at_once_by_its_text_is_a_heading():
+    text = "Guide\n=====\n\nIntro words.\n\nDefinitions\n-----------\nA term means a word.\n"
+    document = parse_document("d", text, "d.txt")
+    assert [(s.title, text[s.start : s.end]) for s in document.sections] == [
+        ("Introduction", "Intro words."),
+        ("Definitions", "A term means a word."),
+    ]
+
+
+def test_numbered_steps_in_title_case_are_not_clauses_outside_a_licence():
+    text = (
+        "Setup Guide\n\nFollow these steps to connect.\n\n1. Open Settings. Then tap the network name.\n\n"
+        "2. Select Wireless Network. Enter the password.\n"
+    )
+    assert [s.title for s in parse_document("d", text, "d.txt").sections] == ["Introduction"]
 
 
 def test_a_rule_under_a_paragraph_line_is_not_a_heading():
