@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import blingfire
 
-from hkai_qa.code_blocks import LINK, code_paragraphs
+from hkai_qa.code_blocks import LINK, code_paragraphs, markdown_code
 from hkai_qa.languages import CHARACTERS_PER_WORD
 from hkai_qa.types import Chunk, Document, Sentence
 
@@ -48,9 +48,10 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 def split_sentences(document: Document) -> list[Sentence]:
     """Split every section into sentences; offsets survive abbreviations, decimals and quotes."""
     sentences: list[Sentence] = []
+    fenced = markdown_code(document.text, document.source)
     for index, section in enumerate(document.sections):
         blocks = _blocks(document.text, section.start, section.end)
-        for (start, end), code in zip(blocks, code_paragraphs(document.text, blocks, document.source), strict=True):
+        for (start, end), code in zip(blocks, code_paragraphs(document.text, blocks, fenced), strict=True):
             block = document.text[start:end]
             # A source line is never an answer, nor is any sentence after its first full stop.
             source = _NOT_AN_ANSWER.match(block) is not None

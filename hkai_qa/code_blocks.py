@@ -40,9 +40,21 @@ NUMBERING = re.compile(r"^\s*(?:\(?(?:\d{1,3}|[ivxlcdm]{1,6}|[a-z])[.)]|\d{1,3}(
 _MARKDOWN_SOURCES = (".md", ".markdown")
 
 
-def code_paragraphs(text: str, paragraphs: Sequence[tuple[int, int]], source: str) -> list[bool]:
-    """Which of the paragraphs (start, end) of `text`, read from the file `source`, are code."""
-    fenced = _markdown_code(text) if source.lower().endswith(_MARKDOWN_SOURCES) else []
+def markdown_code(text: str, source: str) -> list[tuple[int, int]]:
+    """The spans of the fenced and indented code blocks of `text`, in order, as markdown-it reads them (a blank
+    line inside a fence does not end it); none unless `source` is a Markdown file."""
+    if not source.lower().endswith(_MARKDOWN_SOURCES):
+        return []
+    lines = [0, *(m.end() for m in re.finditer("\n", text)), len(text)]
+    return [
+        (lines[token.map[0]], lines[min(token.map[1], len(lines) - 1)])
+        for token in MarkdownIt("commonmark").parse(text)
+        if token.type in ("fence", "code_block") and token.map
+    ]
+
+
+def code_paragraphs(text: str, paragraphs: Sequence[tuple[int, int]], fenced: Sequence[tuple[int, int]]) -> list[bool]:
+    """Which of the paragraphs (start, end) of `text` are code, given its Markdown code blocks `fenced`."""
     starts = [a for a, _ in fenced]
     flags = []
     for start, end in paragraphs:
@@ -110,14 +122,3 @@ def _prose_share(text: str) -> float:
         if CJK.search(core) or not (LINK.match(core) or _CODE_CHARACTER.search(core)):
             prose += 1
     return prose / words if words else 0.0
-
-
-def _markdown_code(text: str) -> list[tuple[int, int]]:
-    """The spans of Markdown's fenced and indented code blocks, in order, as markdown-it reads them (a blank
-    line inside a fence does not end it)."""
-    lines = [0, *(m.end() for m in re.finditer("\n", text)), len(text)]
-    return [
-        (lines[token.map[0]], lines[min(token.map[1], len(lines) - 1)])
-        for token in MarkdownIt("commonmark").parse(text)
-        if token.type in ("fence", "code_block") and token.map
-    ]
