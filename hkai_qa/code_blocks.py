@@ -45,7 +45,7 @@ def markdown_code(text: str, source: str) -> list[tuple[int, int]]:
     line inside a fence does not end it); none unless `source` is a Markdown file."""
     if not source.lower().endswith(_MARKDOWN_SOURCES):
         return []
-    lines = [0, *(m.end() for m in re.finditer("\n", text)), len(text)]
+    lines = line_offsets(text)
     return [
         (lines[token.map[0]], lines[min(token.map[1], len(lines) - 1)])
         for token in MarkdownIt("commonmark").parse(text)
@@ -97,6 +97,12 @@ def indentation(text: str, offset: int) -> int:
     end = text.find("\n", start)
     line = text[start : len(text) if end < 0 else end]
     return len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs())
+
+
+def line_offsets(text: str) -> list[int]:
+    """The start offset of every line, and len(text) after the last, as markdown-it's line numbers index them."""
+    starts = [0, *(match.end() for match in re.finditer("\n", text))]
+    return starts if starts[-1] == len(text) else [*starts, len(text)]
 
 
 def line_start(text: str, offset: int) -> int:

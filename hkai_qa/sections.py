@@ -9,7 +9,7 @@ import statistics
 
 from markdown_it import MarkdownIt
 
-from hkai_qa.code_blocks import NUMBERING, indentation, introduced_by, line_start, looks_like_code
+from hkai_qa.code_blocks import NUMBERING, indentation, introduced_by, line_offsets, line_start, looks_like_code
 from hkai_qa.formats import Heading
 from hkai_qa.types import Section
 
@@ -60,22 +60,12 @@ def plain_sections(text: str) -> tuple[str, tuple[Section, ...]]:
     return title, _with_anchors(spans)
 
 
-def _line_offsets(text: str) -> list[int]:
-    """Start offset of every line, plus len(text) as a sentinel."""
-    starts = [0]
-    for match in re.finditer(r"\n", text):
-        starts.append(match.end())
-    if starts[-1] != len(text):
-        starts.append(len(text))
-    return starts
-
-
 _Span = tuple[str, tuple[str, ...], int, int]
 
 
 def _markdown_headings(text: str) -> list[Heading]:
     tokens = MarkdownIt("commonmark").parse(text)
-    lines = _line_offsets(text)
+    lines = line_offsets(text)
     headings: list[Heading] = []
     for i, token in enumerate(tokens):
         if token.type == "heading_open" and token.map:
@@ -179,7 +169,10 @@ def _plain_spans(text: str) -> tuple[str, list[_Span]]:
     """Sections of plain text: headings are lines that read as titles, standing alone or underlined, and
     numbered clause titles."""
     blocks = _split_underlined(text, _blocks(text))
-    titles = [_heading_title(text[b[0] : b[1]]) if b[2] == 1 else _underlined_title(text[b[0] : b[1]]) for b in blocks]
+    titles = [
+        _heading_title(text[b[0] : b[1]]) if b[2] == 1 else _underlined_title(text[b[0] : b[1]]) if b[2] <= 3 else None
+        for b in blocks
+    ]
     if blocks and blocks[0][2] > 1 and titles[0] is not None:
         # A text whose title is underlined underlines its headings too: there a short line standing alone is a
         # term, a note or a lead-in ("len(d)", "Note", "is roughly equivalent to"), unless it is numbered.
